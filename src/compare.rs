@@ -1,0 +1,295 @@
+//! Comparing two dumps: align, load each pair (memory-mapped), measure it in one pass, in
+//! parallel across pairs. The result is the data every report, plot and check is made from.
+
+use crate::align::{self, shapes_compatible, MatchKind};
+use crate::dump::{DType, Dump, Entry, Format, RecordedStats, Source, Task};
+use crate::metrics::{self, Metrics};
+use crate::verdict::{Analysis, Verdict};
+use rayon::prelude::*;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Version of the JSON report schema (docs/report-schema.md).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What could be compared for a pair.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Both tensors read and measured.
+    Compared,
+    /// Only recorded statistics compared (statistics task).
+    Statistics,
+    /// Only recorded checksums compared (md5 task).
+    Checksum,
+    /// Shapes differ beyond size-1 dimensions: not compared.
+    ShapeMismatch,
+    /// A tensor could not be read; `error` says why.
+    Error,
+}
+
+/// Differences of recorded statistics (statistics task; also a free lower bound elsewhere).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct StatsDiff {
+    /// |max_dev - max_ref|.
+    pub max_diff: Option<f64>,
+    /// |min_dev - min_ref|.
+    pub min_diff: Option<f64>,
+    /// |mean_dev - mean_ref|.
+    pub mean_diff: Option<f64>,
+    /// |norm_dev - norm_ref| / norm_ref: a lower bound of the relative L2 error.
+    pub norm_rel_diff: Option<f64>,
+}
+
+impl StatsDiff {
+    /// Differences of two recorded statistics.
+    pub fn new(r: &RecordedStats, d: &RecordedStats) -> StatsDiff {
+        let diff = |a: Option<f64>, b: Option<f64>| Some((b? - a?).abs());
+        StatsDiff {
+            max_diff: diff(r.max, d.max),
+            min_diff: diff(r.min, d.min),
+            mean_diff: diff(r.mean, d.mean),
+            norm_rel_diff: match (r.norm, d.norm) {
+                (Some(a), Some(b)) if a > 0.0 => Some((b - a).abs() / a),
+                (Some(a), Some(b)) if a == 0.0 && b == 0.0 => Some(0.0),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// One row of a comparison: a reference tensor and its candidate counterpart.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PairReport {
+    /// Tensor name (`Functional.silu.1.forward.output.0`, or a module path).
+    pub name: String,
+    /// The call or module (`Functional.silu.1.forward`).
+    pub place: String,
+    /// `input`, `kwargs`, `output`, `parameters`, ...
+    pub role: String,
+    /// Index within the role.
+    pub index: String,
+    /// Execution order of the place in the reference.
+    pub order: usize,
+    /// Operator or module class.
+    pub op_type: Option<String>,
+    /// Reference dtype.
+    pub dtype_ref: Option<DType>,
+    /// Candidate dtype.
+    pub dtype_dev: Option<DType>,
+    /// Reference shape.
+    pub shape_ref: Option<Vec<usize>>,
+    /// Candidate shape.
+    pub shape_dev: Option<Vec<usize>>,
+    /// What was compared.
+    pub status: Status,
+    /// How the names were matched.
+    pub matched_by: MatchKind,
+    /// Tensor metrics (status `compared`).
+    #[serde(flatten)]
+    pub metrics: Option<Metrics>,
+    /// Recorded-statistics differences (when both sides recorded statistics).
+    pub stats_diff: Option<StatsDiff>,
+    /// Checksums equal (md5 task).
+    pub checksum_equal: Option<bool>,
+    /// Why the pair could not be compared.
+    pub error: Option<String>,
+    /// Noise-aware verdict (see `verdict`).
+    pub verdict: Option<Verdict>,
+    /// Expected relative L2 error from rounding alone, for this pair's dtypes and op.
+    pub expected_err: Option<f64>,
+    /// Largest error among the place's inputs (or of the previous place): what it inherited.
+    pub inherited_err: Option<f64>,
+}
+
+/// What is known about one side.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DumpSummary {
+    /// Path the user gave.
+    pub path: PathBuf,
+    /// Layout.
+    pub format: Format,
+    /// What was recorded.
+    pub task: Task,
+    /// msprobe or native level.
+    pub level: Option<String>,
+    /// Tensors listed.
+    pub entries: usize,
+    /// Places (calls or modules) listed.
+    pub places: usize,
+}
+
+impl DumpSummary {
+    /// Summary of an opened dump.
+    pub fn of(d: &Dump) -> Self {
+        DumpSummary {
+            path: d.path.clone(),
+            format: d.format,
+            task: d.task,
+            level: d.level.clone(),
+            entries: d.entries.len(),
+            places: d.place_count(),
+        }
+    }
+}
+
+/// A whole comparison, serialised as the JSON report.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Comparison {
+    /// JSON schema version.
+    pub schema_version: u32,
+    /// driftscope version that made it.
+    pub tool_version: String,
+    /// The reference side.
+    pub reference: DumpSummary,
+    /// The candidate (device) side.
+    pub candidate: DumpSummary,
+    /// What was compared: tensors, statistics only, or checksums only.
+    pub mode: Task,
+    /// Pairs in execution order.
+    pub pairs: Vec<PairReport>,
+    /// Reference tensor names with no candidate counterpart.
+    pub unmatched_reference: Vec<String>,
+    /// Candidate tensor names with no reference counterpart.
+    pub unmatched_candidate: Vec<String>,
+    /// Noise-aware analysis: first divergence, ranking, overall verdict.
+    pub analysis: Analysis,
+}
+
+/// Options of a comparison.
+#[derive(Clone, Debug, Default)]
+pub struct CompareOptions {
+    /// Only pairs whose name matches.
+    pub filter: Option<Regex>,
+    /// Noise-model options.
+    pub noise: crate::verdict::NoiseOptions,
+}
+
+/// Measures one pair of entries (loading both tensors).
+pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind) -> PairReport {
+    let mut p = PairReport {
+        name: re.name.clone(),
+        place: re.place.clone(),
+        role: re.role.clone(),
+        index: re.index.clone(),
+        order: re.order,
+        op_type: re.op_type.clone().or_else(|| de.op_type.clone()),
+        dtype_ref: re.dtype,
+        dtype_dev: de.dtype,
+        shape_ref: re.shape.clone(),
+        shape_dev: de.shape.clone(),
+        status: Status::Compared,
+        matched_by: kind,
+        metrics: None,
+        stats_diff: match (&re.stats, &de.stats) {
+            (Some(a), Some(b)) => Some(StatsDiff::new(a, b)),
+            _ => None,
+        },
+        checksum_equal: None,
+        error: None,
+        verdict: None,
+        expected_err: None,
+        inherited_err: None,
+    };
+    if let (Some(a), Some(b)) = (&re.shape, &de.shape) {
+        if !shapes_compatible(a, b) {
+            p.status = Status::ShapeMismatch;
+            return p;
+        }
+    }
+    let absent = |e: &Entry| matches!(e.source, Source::Absent(_));
+    if absent(re) || absent(de) {
+        if let (Some(a), Some(b)) = (&re.checksum, &de.checksum) {
+            p.status = Status::Checksum;
+            p.checksum_equal = Some(a.eq_ignore_ascii_case(b));
+        } else if p.stats_diff.is_some() {
+            p.status = Status::Statistics;
+        } else {
+            p.status = Status::Error;
+            p.error = Some(match (&re.source, &de.source) {
+                (Source::Absent(w), _) => format!("reference tensor not saved: {w}"),
+                (_, Source::Absent(w)) => format!("candidate tensor not saved: {w}"),
+                _ => unreachable!(),
+            });
+        }
+        return p;
+    }
+    let loaded = r.load(re).and_then(|a| d.load(de).map(|b| (a, b)));
+    match loaded {
+        Err(e) => {
+            p.status = Status::Error;
+            p.error = Some(e.to_string());
+        }
+        Ok((a, b)) => {
+            p.dtype_ref = Some(a.dtype);
+            p.dtype_dev = Some(b.dtype);
+            p.shape_ref = Some(a.shape.clone());
+            p.shape_dev = Some(b.shape.clone());
+            if !shapes_compatible(&a.shape, &b.shape) {
+                p.status = Status::ShapeMismatch;
+            } else {
+                p.metrics = Some(metrics::measure(&a, &b));
+            }
+        }
+    }
+    p
+}
+
+/// Compares two dumps: every pair is read and measured, then judged by the noise model.
+/// `progress` is called once per finished pair.
+pub fn compare(
+    reference: &Dump,
+    candidate: &Dump,
+    options: &CompareOptions,
+    progress: &(dyn Fn() + Sync),
+) -> Comparison {
+    let al = align::align(reference, candidate);
+    let keep = |name: &str| options.filter.as_ref().is_none_or(|f| f.is_match(name));
+    let pairs: Vec<PairReport> = al
+        .pairs
+        .par_iter()
+        .filter(|p| keep(&reference.entries[p.reference].name))
+        .map(|p| {
+            let r = measure_pair(
+                reference,
+                &reference.entries[p.reference],
+                candidate,
+                &candidate.entries[p.candidate],
+                p.kind,
+            );
+            progress();
+            r
+        })
+        .collect();
+    let unmatched_reference = al
+        .unmatched_reference
+        .iter()
+        .map(|&i| reference.entries[i].name.clone())
+        .filter(|n| keep(n))
+        .collect();
+    let unmatched_candidate = al
+        .unmatched_candidate
+        .iter()
+        .map(|&i| candidate.entries[i].name.clone())
+        .filter(|n| keep(n))
+        .collect();
+    let mode = match (reference.task, candidate.task) {
+        (Task::Tensor, Task::Tensor) => Task::Tensor,
+        (Task::Md5, _) | (_, Task::Md5) => Task::Md5,
+        _ => Task::Statistics,
+    };
+    let mut c = Comparison {
+        schema_version: SCHEMA_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        reference: DumpSummary::of(reference),
+        candidate: DumpSummary::of(candidate),
+        mode,
+        pairs,
+        unmatched_reference,
+        unmatched_candidate,
+        analysis: Analysis::default(),
+    };
+    crate::verdict::judge(&mut c, &options.noise, reference.stacks.clone());
+    c
+}

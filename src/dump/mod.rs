@@ -1,0 +1,385 @@
+//! Reading dumps: every layout driftscope understands becomes one [`Dump`], a list of
+//! [`Entry`]s in execution order whose tensors are loaded on demand, memory-mapped.
+
+mod dtype;
+mod error;
+pub mod msprobe;
+pub mod native;
+pub mod npy;
+mod paths;
+pub mod pickle;
+pub mod pt;
+pub mod safetensors;
+mod tensor;
+
+pub use dtype::DType;
+pub use error::{DumpError, ErrorKind, Result};
+pub use paths::resolve_inside;
+pub use tensor::{checked_numel, is_c_contiguous, map_file, Bytes, Tensor};
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// A dump layout.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// Huawei msprobe (`dump.json` + `dump_tensor_data/`).
+    Msprobe,
+    /// One `.safetensors` file.
+    Safetensors,
+    /// A folder of `.npy`/`.npz` files.
+    Npy,
+    /// driftscope's own layout (`driftscope.json`), written by `harness/`.
+    Native,
+}
+
+/// What a dump recorded for each tensor.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Whole tensors.
+    Tensor,
+    /// Only statistics (max, min, mean, norm).
+    Statistics,
+    /// Only a checksum (msprobe's `md5` field, really a CRC-32).
+    Md5,
+}
+
+/// Statistics a dump recorded for a tensor (msprobe's `Max`/`Min`/`Mean`/`Norm`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecordedStats {
+    /// Largest element.
+    pub max: Option<f64>,
+    /// Smallest element.
+    pub min: Option<f64>,
+    /// Mean.
+    pub mean: Option<f64>,
+    /// L2 norm.
+    pub norm: Option<f64>,
+}
+
+/// Where an entry's elements are.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A `torch.save` file holding one tensor.
+    Pt(PathBuf),
+    /// An `.npy` file.
+    Npy(PathBuf),
+    /// Raw little-endian bytes (native layout).
+    Raw(PathBuf),
+    /// Already mapped (safetensors, npz members).
+    Mapped(Tensor),
+    /// Not saved (statistics or md5 task, or skipped), with the reason.
+    Absent(String),
+}
+
+/// One tensor of a dump.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Unique tensor name: `{place}.{role}.{index}` (msprobe: the file name without extension),
+    /// the module path for plain dumps.
+    pub name: String,
+    /// The call or module this tensor belongs to (`Functional.silu.1.forward`).
+    pub place: String,
+    /// `input`, `kwargs`, `output`, `parameters`, `parameters_grad`, ...
+    pub role: String,
+    /// Position within the role (`0`, `1.0`, `weight`).
+    pub index: String,
+    /// Execution order of the place.
+    pub order: usize,
+    /// Operator or module class (`silu`, `linear`, `Conv2d`), when known.
+    pub op_type: Option<String>,
+    /// Element type as recorded by the dump's metadata (or read from the file).
+    pub dtype: Option<DType>,
+    /// Shape as recorded.
+    pub shape: Option<Vec<usize>>,
+    /// Recorded statistics.
+    pub stats: Option<RecordedStats>,
+    /// Recorded checksum (8 hex digits).
+    pub checksum: Option<String>,
+    /// Where the elements are.
+    pub source: Source,
+}
+
+/// How to open a dump.
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// Force a layout instead of detecting it.
+    pub format: Option<Format>,
+    /// True dtype of `.npy` arrays numpy cannot name (bf16 saved as `<V2` or `<i2`, fp8).
+    pub npy_dtype: Option<DType>,
+    /// Follow symlinks that point outside the dump folder.
+    pub allow_symlinks: bool,
+}
+
+/// A dump: entries in execution order and the facts needed to load and describe them.
+#[derive(Clone, Debug)]
+pub struct Dump {
+    /// The path the user gave.
+    pub path: PathBuf,
+    /// Folder that holds the dump's files (paths inside the dump resolve against it).
+    pub root: PathBuf,
+    /// Detected or forced layout.
+    pub format: Format,
+    /// What was recorded.
+    pub task: Task,
+    /// msprobe level (`L0`, `L1`, `mix`) or native level (`module`, `op`).
+    pub level: Option<String>,
+    /// Entries in execution order.
+    pub entries: Vec<Entry>,
+    /// First stack line of each place, when the dump has `stack.json`.
+    pub stacks: HashMap<String, String>,
+    /// Free-form run metadata (native manifest `run`, msprobe `run_info.json`).
+    pub run: Option<serde_json::Value>,
+    /// Options it was opened with.
+    pub options: OpenOptions,
+}
+
+impl Dump {
+    /// Opens the dump at `path`, detecting its layout unless `options.format` forces one.
+    pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
+        if !path.exists() {
+            return Err(DumpError::new(
+                path,
+                ErrorKind::Io(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such file or folder",
+                )),
+            ));
+        }
+        let format = match options.format {
+            Some(f) => f,
+            None => detect(path)?,
+        };
+        let mut dump = match format {
+            Format::Msprobe => msprobe::open(path, options)?,
+            Format::Native => native::open(path, options)?,
+            Format::Safetensors => open_safetensors(path)?,
+            Format::Npy => open_npy_dir(path, options)?,
+        };
+        dump.options = options.clone();
+        Ok(dump)
+    }
+
+    /// Loads an entry's tensor (memory-mapped where possible). Errors name the entry.
+    pub fn load(&self, entry: &Entry) -> Result<Tensor> {
+        let t = match &entry.source {
+            Source::Pt(p) => pt::read_single(p).map(|t| t.tensor),
+            Source::Npy(p) => npy::read_npy(p, self.options.npy_dtype.or(entry.dtype)),
+            Source::Raw(p) => native::read_raw(p, entry),
+            Source::Mapped(t) => Ok(t.clone()),
+            Source::Absent(why) => Err(DumpError::new(
+                &self.root,
+                ErrorKind::Unsupported(format!("tensor not saved: {why}")),
+            )),
+        }
+        .map_err(|e| e.with_entry(&entry.name))?;
+        if let Some(shape) = &entry.shape {
+            if checked_numel(shape) != Some(t.numel()) {
+                return Err(DumpError::new(
+                    &self.root,
+                    ErrorKind::Header(format!(
+                        "file holds shape {:?} but the dump records {shape:?}",
+                        t.shape
+                    )),
+                )
+                .with_entry(&entry.name));
+            }
+        }
+        Ok(t)
+    }
+
+    /// Number of distinct places (calls or modules).
+    pub fn place_count(&self) -> usize {
+        let mut n = 0;
+        let mut last = None;
+        for e in &self.entries {
+            if last != Some(&e.place) {
+                n += 1;
+                last = Some(&e.place);
+            }
+        }
+        n
+    }
+}
+
+/// Detects the layout at `path` (see docs/formats.md).
+pub fn detect(path: &Path) -> Result<Format> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if path.is_file() {
+        return match name {
+            "driftscope.json" => Ok(Format::Native),
+            "dump.json" => Ok(Format::Msprobe),
+            n if n.ends_with(".safetensors") => Ok(Format::Safetensors),
+            n if n.ends_with(".npy") || n.ends_with(".npz") => Ok(Format::Npy),
+            _ => Err(DumpError::new(
+                path,
+                ErrorKind::Layout("expected a dump folder, dump.json, driftscope.json, .safetensors, .npy or .npz".into()),
+            )),
+        };
+    }
+    if path.join("driftscope.json").is_file() {
+        return Ok(Format::Native);
+    }
+    if path.join("dump.json").is_file() || !msprobe::find_dump_jsons(path, 4).is_empty() {
+        return Ok(Format::Msprobe);
+    }
+    let mut st = 0;
+    let mut np = 0;
+    for f in walk(path, 6) {
+        match f.extension().and_then(|e| e.to_str()) {
+            Some("safetensors") => st += 1,
+            Some("npy") | Some("npz") => np += 1,
+            _ => {}
+        }
+    }
+    match (st, np) {
+        (1, 0) => Ok(Format::Safetensors),
+        (0, n) if n > 0 => Ok(Format::Npy),
+        (s, n) if s > 1 || (s > 0 && n > 0) => Err(DumpError::new(
+            path,
+            ErrorKind::Layout(format!(
+                "{s} .safetensors and {n} .npy/.npz files: point at one file or use --format"
+            )),
+        )),
+        _ => Err(DumpError::new(
+            path,
+            ErrorKind::Layout(
+                "no dump.json, driftscope.json, .safetensors, .npy or .npz found".into(),
+            ),
+        )),
+    }
+}
+
+/// Files under `dir` (recursively, at most `depth` levels, symlinks not followed), sorted.
+fn walk(dir: &Path, depth: usize) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), 0)];
+    while let Some((d, k)) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() && k < depth {
+                stack.push((e.path(), k + 1));
+            } else if ft.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn open_safetensors(path: &Path) -> Result<Dump> {
+    let file = if path.is_file() {
+        path.to_path_buf()
+    } else {
+        walk(path, 6)
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|e| e == "safetensors"))
+            .ok_or_else(|| DumpError::new(path, ErrorKind::Layout("no .safetensors file".into())))?
+    };
+    let tensors = safetensors::read(&file)?;
+    let entries = tensors
+        .into_iter()
+        .enumerate()
+        .map(|(order, t)| Entry {
+            place: t.name.clone(),
+            role: "output".into(),
+            index: "0".into(),
+            order,
+            op_type: None,
+            dtype: Some(t.tensor.dtype),
+            shape: Some(t.tensor.shape.clone()),
+            stats: None,
+            checksum: None,
+            name: t.name,
+            source: Source::Mapped(t.tensor),
+        })
+        .collect();
+    Ok(Dump {
+        path: path.to_path_buf(),
+        root: file.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        format: Format::Safetensors,
+        task: Task::Tensor,
+        level: None,
+        entries,
+        stacks: HashMap::new(),
+        run: read_run_info(file.parent()),
+        options: OpenOptions::default(),
+    })
+}
+
+fn open_npy_dir(path: &Path, options: &OpenOptions) -> Result<Dump> {
+    let (root, files) = if path.is_file() {
+        (
+            path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            vec![path.to_path_buf()],
+        )
+    } else {
+        (path.to_path_buf(), walk(path, 16))
+    };
+    let mut entries = Vec::new();
+    for f in files {
+        let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if ext != "npy" && ext != "npz" {
+            continue;
+        }
+        let rel = f.strip_prefix(&root).unwrap_or(&f).with_extension("");
+        let stem = rel.to_string_lossy().replace('\\', "/");
+        let mk = |name: String, source: Source, t: Option<&Tensor>| Entry {
+            place: name.clone(),
+            role: "output".into(),
+            index: "0".into(),
+            order: 0,
+            op_type: None,
+            dtype: t.map(|t| t.dtype),
+            shape: t.map(|t| t.shape.clone()),
+            stats: None,
+            checksum: None,
+            name,
+            source,
+        };
+        if ext == "npy" {
+            entries.push(mk(stem, Source::Npy(f), None));
+        } else {
+            for (member, t) in npy::read_npz(&f, options.npy_dtype)? {
+                entries.push(mk(
+                    format!("{stem}/{member}"),
+                    Source::Mapped(t.clone()),
+                    Some(&t),
+                ));
+            }
+        }
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    for (i, e) in entries.iter_mut().enumerate() {
+        e.order = i;
+    }
+    Ok(Dump {
+        path: path.to_path_buf(),
+        run: read_run_info(Some(&root)),
+        root,
+        format: Format::Npy,
+        task: Task::Tensor,
+        level: None,
+        entries,
+        stacks: HashMap::new(),
+        options: OpenOptions::default(),
+    })
+}
+
+/// `run_info.json` next to a dump (as the h200 fixtures have), when present and valid.
+fn read_run_info(dir: Option<&Path>) -> Option<serde_json::Value> {
+    let dir = dir?;
+    for d in [dir.to_path_buf(), dir.join("..")] {
+        if let Ok(b) = std::fs::read(d.join("run_info.json")) {
+            return serde_json::from_slice(&b).ok();
+        }
+    }
+    None
+}

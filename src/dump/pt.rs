@@ -1,0 +1,305 @@
+//! PyTorch `torch.save` files, read without Python or libtorch.
+//!
+//! Zip format (torch >= 1.6): `<archive>/data.pkl` plus one uncompressed zip entry per storage,
+//! `<archive>/data/<key>`, which is sliced straight out of the memory map. Legacy format: four
+//! pickles (magic, protocol, sys info, the object), a pickled list of storage keys, then each
+//! storage as `u64 numel` followed by its raw bytes.
+
+use super::error::{err, DumpError, ErrorKind, Result};
+use super::pickle::{self, PersistentIds, TensorRef, Value};
+use super::tensor::{map_file, Bytes, Tensor};
+use memmap2::Mmap;
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Largest `data.pkl` accepted: tensor pickles are a few hundred bytes, state dicts a few MB.
+const MAX_PICKLE_BYTES: u64 = 64 << 20;
+/// Magic number that opens a legacy torch.save file (0x1950a86a20f9469cfc6c, pickled as a
+/// 10-byte little-endian int).
+const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+
+/// A tensor read from a `.pt` file, with the device string recorded for its storage.
+#[derive(Debug, Clone)]
+pub struct PtTensor {
+    /// Key path inside the saved object (`""` for a bare tensor, `"weight"` in a state dict).
+    pub key: String,
+    /// The tensor.
+    pub tensor: Tensor,
+    /// Storage location when saved (`cpu`, `cuda:0`, `npu:0`).
+    pub location: String,
+    /// NPU storage-format code, when the tensor was saved by torch_npu with one.
+    pub npu_format: Option<i64>,
+}
+
+/// Reads every tensor of a `torch.save` file: a bare tensor (msprobe writes one per file), or a
+/// dict/list of tensors (named by their key path).
+pub fn read(path: &Path) -> Result<Vec<PtTensor>> {
+    let map = map_file(path)?;
+    if map.len() >= 4 && &map[..4] == b"PK\x03\x04" {
+        read_zip(path, map)
+    } else if map.len() >= 2 && map[0] == 0x80 {
+        read_legacy(path, map)
+    } else {
+        err(
+            path,
+            ErrorKind::Zip("neither a torch.save zip nor a legacy torch.save file".into()),
+        )
+    }
+}
+
+/// Reads a file that must hold exactly one tensor (msprobe's layout).
+pub fn read_single(path: &Path) -> Result<PtTensor> {
+    let mut v = read(path)?;
+    if v.len() != 1 {
+        return err(
+            path,
+            ErrorKind::Unsupported(format!("expected one tensor, found {}", v.len())),
+        );
+    }
+    Ok(v.remove(0))
+}
+
+fn zip_err(path: &Path, e: impl std::fmt::Display) -> DumpError {
+    DumpError::new(path, ErrorKind::Zip(e.to_string()))
+}
+
+fn read_zip(path: &Path, map: Arc<Mmap>) -> Result<Vec<PtTensor>> {
+    let mut zip = zip::ZipArchive::new(Cursor::new(&map[..])).map_err(|e| zip_err(path, e))?;
+    // Index entries by name once: (data start, size, stored?).
+    let mut entries: HashMap<String, (u64, u64, bool)> = HashMap::with_capacity(zip.len());
+    let mut pkl: Option<String> = None;
+    for i in 0..zip.len() {
+        let f = zip.by_index_raw(i).map_err(|e| zip_err(path, e))?;
+        let name = f.name().map_err(|e| zip_err(path, e))?.to_string();
+        let start = f
+            .data_start()
+            .ok_or_else(|| zip_err(path, format!("entry {name} has no data offset")))?;
+        let stored = f.compression() == zip::CompressionMethod::Stored;
+        if name.ends_with("/data.pkl") || name == "data.pkl" {
+            pkl = Some(name.clone());
+        }
+        entries.insert(name, (start, f.compressed_size(), stored));
+    }
+    let pkl = pkl.ok_or_else(|| zip_err(path, "no data.pkl entry: not a torch.save file"))?;
+    let prefix = &pkl[..pkl.len() - "data.pkl".len()];
+    if let Some(&(s, n, true)) = entries.get(&format!("{prefix}byteorder")) {
+        let b = slice(path, &map, s, n)?;
+        if b != b"little" {
+            return err(
+                path,
+                ErrorKind::Unsupported("big-endian torch.save file".into()),
+            );
+        }
+    }
+    let &(ps, pn, pstored) = entries.get(&pkl).unwrap();
+    if !pstored || pn > MAX_PICKLE_BYTES {
+        return err(
+            path,
+            ErrorKind::Zip("data.pkl is compressed or too large".into()),
+        );
+    }
+    let (root, _) = pickle::load(slice(path, &map, ps, pn)?, PersistentIds::Zip)
+        .map_err(|k| DumpError::new(path, k))?;
+    let mut out = Vec::new();
+    collect(
+        path,
+        &root,
+        String::new(),
+        &mut out,
+        &mut |r: &TensorRef| {
+            let name = format!("{prefix}data/{}", r.storage.key);
+            let &(s, n, stored) = entries.get(&name).ok_or_else(|| {
+                DumpError::new(
+                    path,
+                    ErrorKind::Zip(format!("missing storage entry {name}")),
+                )
+            })?;
+            if !stored {
+                return err(
+                    path,
+                    ErrorKind::Unsupported(format!("compressed storage {name}")),
+                );
+            }
+            slice(path, &map, s, n)?; // bounds check
+            Ok(Bytes::Mapped {
+                map: map.clone(),
+                start: s as usize,
+                len: n as usize,
+            })
+        },
+    )?;
+    Ok(out)
+}
+
+fn slice<'m>(path: &Path, map: &'m Mmap, start: u64, len: u64) -> Result<&'m [u8]> {
+    let end = start.checked_add(len).filter(|&e| e <= map.len() as u64);
+    match end {
+        Some(e) => Ok(&map[start as usize..e as usize]),
+        None => err(
+            path,
+            ErrorKind::Truncated(format!(
+                "zip entry at {start} of {len} bytes runs past the end of the file ({} bytes)",
+                map.len()
+            )),
+        ),
+    }
+}
+
+/// Walks the unpickled object, turning every tensor into a `PtTensor` named by its key path.
+fn collect(
+    path: &Path,
+    v: &Value,
+    key: String,
+    out: &mut Vec<PtTensor>,
+    storage: &mut dyn FnMut(&TensorRef) -> Result<Bytes>,
+) -> Result<()> {
+    let join = |k: &str| {
+        if key.is_empty() {
+            k.to_string()
+        } else {
+            format!("{key}.{k}")
+        }
+    };
+    match v {
+        Value::Tensor(r) => {
+            let bytes = storage(r)?;
+            let item = r.storage.dtype.size();
+            let declared = r.storage.numel.checked_mul(item as u64);
+            if declared.is_none_or(|d| d > bytes.len() as u64) {
+                return err(
+                    path,
+                    ErrorKind::Truncated(format!(
+                        "storage {} declares {} elements but holds {} bytes",
+                        r.storage.key,
+                        r.storage.numel,
+                        bytes.len()
+                    )),
+                );
+            }
+            let tensor = Tensor::strided(
+                path,
+                r.storage.dtype,
+                r.shape.clone(),
+                &r.stride,
+                usize::try_from(r.offset)
+                    .map_err(|_| DumpError::new(path, ErrorKind::Bounds("offset".into())))?,
+                &bytes,
+            )?;
+            out.push(PtTensor {
+                key,
+                tensor,
+                location: r.storage.location.clone(),
+                npu_format: r.npu_format,
+            });
+        }
+        Value::Dict(items) => {
+            for (k, x) in items {
+                let k = match k {
+                    Value::Str(s) => s.clone(),
+                    Value::Int(i) => i.to_string(),
+                    _ => continue,
+                };
+                collect(path, x, join(&k), out, storage)?;
+            }
+        }
+        Value::List(items) | Value::Tuple(items) => {
+            for (i, x) in items.iter().enumerate() {
+                collect(path, x, join(&i.to_string()), out, storage)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn read_legacy(path: &Path, map: Arc<Mmap>) -> Result<Vec<PtTensor>> {
+    let pk = |k: ErrorKind| DumpError::new(path, k);
+    let mut pos = 0usize;
+    let next = |pos: &mut usize| -> Result<Value> {
+        let (v, n) = pickle::load(&map[*pos..], PersistentIds::Legacy).map_err(pk)?;
+        *pos += n;
+        Ok(v)
+    };
+    match next(&mut pos)? {
+        Value::BigInt(m) if m == LEGACY_MAGIC => {}
+        _ => {
+            return err(
+                path,
+                ErrorKind::Pickle("legacy file without torch's magic number".into()),
+            )
+        }
+    }
+    next(&mut pos)?; // protocol version
+    next(&mut pos)?; // sys info
+    let root = next(&mut pos)?;
+    let keys = match next(&mut pos)? {
+        Value::List(k) => k,
+        _ => {
+            return err(
+                path,
+                ErrorKind::Pickle("legacy storage key list missing".into()),
+            )
+        }
+    };
+    // Storages follow in key order: u64 numel, then numel * itemsize bytes. Their dtypes come
+    // from the tensors that reference them.
+    let mut dtypes: HashMap<String, super::DType> = HashMap::new();
+    let mut refs = Vec::new();
+    collect_refs(&root, &mut refs);
+    for r in &refs {
+        dtypes.insert(r.storage.key.clone(), r.storage.dtype);
+    }
+    let mut ranges: HashMap<String, (usize, usize)> = HashMap::new();
+    for k in keys {
+        let k = match k {
+            Value::Str(s) => s,
+            _ => {
+                return err(
+                    path,
+                    ErrorKind::Pickle("legacy storage key is not a string".into()),
+                )
+            }
+        };
+        let item = dtypes.get(&k).map(|d| d.size()).unwrap_or(1);
+        let hdr = slice(path, &map, pos as u64, 8)?;
+        let numel = u64::from_le_bytes(hdr.try_into().unwrap());
+        let len = numel
+            .checked_mul(item as u64)
+            .ok_or_else(|| pk(ErrorKind::Bounds("legacy storage size overflows".into())))?;
+        slice(path, &map, pos as u64 + 8, len)?;
+        ranges.insert(k, (pos + 8, len as usize));
+        pos += 8 + len as usize;
+    }
+    let mut out = Vec::new();
+    collect(
+        path,
+        &root,
+        String::new(),
+        &mut out,
+        &mut |r: &TensorRef| {
+            let &(s, n) = ranges.get(&r.storage.key).ok_or_else(|| {
+                pk(ErrorKind::Truncated(format!(
+                    "legacy storage {} missing",
+                    r.storage.key
+                )))
+            })?;
+            Ok(Bytes::Mapped {
+                map: map.clone(),
+                start: s,
+                len: n,
+            })
+        },
+    )?;
+    Ok(out)
+}
+
+fn collect_refs(v: &Value, out: &mut Vec<TensorRef>) {
+    match v {
+        Value::Tensor(r) => out.push(r.clone()),
+        Value::Dict(items) => items.iter().for_each(|(_, x)| collect_refs(x, out)),
+        Value::List(items) | Value::Tuple(items) => items.iter().for_each(|x| collect_refs(x, out)),
+        _ => {}
+    }
+}

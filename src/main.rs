@@ -1,0 +1,124 @@
+//! The `driftscope` binary: parses arguments, calls the library, writes outputs, sets the exit
+//! code (0 success, 1 accuracy regression for `check`, 2 usage or input error).
+
+use anyhow::Context;
+use clap::Parser;
+use driftscope::cli::{BisectArgs, Cli, Command, CompareArgs, DumpArgs};
+use driftscope::compare::{compare, CompareOptions, Comparison, Status};
+use driftscope::dump::{Dump, OpenOptions};
+use driftscope::report::{self, table, Exporter};
+use driftscope::verdict::NoiseOptions;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Compare(a) => run_compare(a),
+        Command::Bisect(a) => run_bisect(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("driftscope: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn open_both(a: &DumpArgs) -> anyhow::Result<(Dump, Dump)> {
+    let o = OpenOptions {
+        format: a.format,
+        npy_dtype: a.npy_dtype,
+        allow_symlinks: a.allow_symlinks,
+    };
+    let r = Dump::open(&a.reference, &o)?;
+    let d = Dump::open(&a.candidate, &o)?;
+    Ok((r, d))
+}
+
+fn compare_options(a: &DumpArgs) -> anyhow::Result<CompareOptions> {
+    Ok(CompareOptions {
+        filter: a
+            .filter
+            .as_deref()
+            .map(regex::Regex::new)
+            .transpose()
+            .context("--filter is not a valid regular expression")?,
+        noise: NoiseOptions {
+            fp32_matmul: a.fp32_matmul,
+            ..NoiseOptions::default()
+        },
+    })
+}
+
+fn color(no_color: bool) -> bool {
+    !no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+}
+
+/// Exit code after a comparison: 2 when any pair could not be read (the rest was compared).
+fn input_errors(c: &Comparison) -> ExitCode {
+    let errs: Vec<_> = c
+        .pairs
+        .iter()
+        .filter(|p| p.status == Status::Error)
+        .collect();
+    if errs.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "driftscope: error: {} pair(s) could not be read; first: {}",
+        errs.len(),
+        errs[0].error.as_deref().unwrap_or("")
+    );
+    ExitCode::from(2)
+}
+
+fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
+    let (r, d) = open_both(&a.dumps)?;
+    let opts = compare_options(&a.dumps)?;
+    let bar = driftscope::progress::bar(r.entries.len() as u64, "comparing");
+    let c = compare(&r, &d, &opts, &|| bar.inc(1));
+    bar.finish_and_clear();
+    let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
+    if let Some(p) = &a.json {
+        report::write_atomic(p, &report::json::Json.serialize(&c)?, &inputs)?;
+    }
+    if let Some(p) = &a.csv {
+        report::write_atomic(p, &report::csv::Csv.serialize(&c)?, &inputs)?;
+    }
+    print!(
+        "{}",
+        table::render(
+            &c,
+            table::TableOptions {
+                color: color(a.no_color),
+                only_failing: a.only_failing,
+            }
+        )
+    );
+    Ok(input_errors(&c))
+}
+
+fn run_bisect(a: BisectArgs) -> anyhow::Result<ExitCode> {
+    let (r, d) = open_both(&a.dumps)?;
+    let opts = compare_options(&a.dumps)?;
+    let baseline = match &a.baseline {
+        Some(p) => Some(Dump::open(
+            p,
+            &OpenOptions {
+                format: a.dumps.format,
+                npy_dtype: a.dumps.npy_dtype,
+                allow_symlinks: a.dumps.allow_symlinks,
+            },
+        )?),
+        None => None,
+    };
+    let c = driftscope::verdict::bisect::run(&r, &d, baseline.as_ref(), &opts, a.exhaustive)?;
+    let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
+    if let Some(p) = &a.json {
+        report::write_atomic(p, &report::json::Json.serialize(&c)?, &inputs)?;
+    }
+    print!("{}", driftscope::report::bisect_text(&c, color(a.no_color)));
+    Ok(input_errors(&c))
+}

@@ -1,0 +1,140 @@
+//! Turning a [`Comparison`] into bytes: one file per format behind one small trait, and an
+//! atomic writer that refuses to write into the dumps being compared.
+
+pub mod csv;
+pub mod json;
+pub mod table;
+
+use crate::compare::Comparison;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A report format.
+pub trait Exporter {
+    /// Serialises a comparison.
+    fn serialize(&self, c: &Comparison) -> anyhow::Result<Vec<u8>>;
+}
+
+/// Formats a float for tables and CSV: fixed for moderate magnitudes, scientific otherwise.
+pub fn fmt_f(x: f64) -> String {
+    if x.is_nan() {
+        "nan".into()
+    } else if x.is_infinite() {
+        if x > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
+    } else if x == 0.0 {
+        "0".into()
+    } else if (1e-3..1e5).contains(&x.abs()) {
+        format!("{x:.6}")
+    } else {
+        format!("{x:.3e}")
+    }
+}
+
+/// Writes `bytes` to `path` atomically (a temporary file in the same folder, then a rename),
+/// refusing any path inside one of `inputs` (the dumps are never written to).
+pub fn write_atomic(path: &Path, bytes: &[u8], inputs: &[PathBuf]) -> anyhow::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent)
+        .map_err(|e| anyhow::anyhow!("cannot create folder {}: {e}", parent.display()))?;
+    let abs_parent = std::fs::canonicalize(&parent)?;
+    for i in inputs {
+        let root = if i.is_file() {
+            i.parent().unwrap_or(i)
+        } else {
+            i.as_path()
+        };
+        if let Ok(r) = std::fs::canonicalize(root) {
+            if abs_parent.starts_with(&r) {
+                anyhow::bail!(
+                    "refusing to write {} inside the input dump {}",
+                    path.display(),
+                    r.display()
+                );
+            }
+        }
+    }
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow::anyhow!("{} is not a file path", path.display()))?;
+    let tmp = parent.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::bail!("cannot write {}: {e}", path.display());
+    }
+    Ok(())
+}
+
+/// Text printed by `driftscope bisect`.
+pub fn bisect_text(c: &Comparison, color: bool) -> String {
+    use std::fmt::Write;
+    let a = &c.analysis;
+    let mut s = String::new();
+    match &a.first_divergence {
+        Some(f) => {
+            let _ = writeln!(s, "first divergence: {}", f.name);
+            let _ = writeln!(s, "  tensor:    {} ({})", f.tensor, f.role);
+            if let Some(op) = &f.op_type {
+                let _ = writeln!(s, "  op:        {op}");
+            }
+            if let Some(st) = &f.stack {
+                let _ = writeln!(s, "  stack:     {st}");
+            }
+            let _ = writeln!(s, "  why:       {}", f.reason);
+            let _ = writeln!(
+                s,
+                "  error:     rel L2 {}  inherited {}  rounding {}",
+                fmt_f(f.rel_l2_err),
+                fmt_f(f.inherited_err),
+                fmt_f(f.expected_err)
+            );
+        }
+        None => {
+            let _ = writeln!(s, "{}", a.summary);
+        }
+    }
+    if !a.ranked.is_empty() {
+        let _ = writeln!(s, "places adding the most error:");
+        for r in a.ranked.iter().take(5) {
+            let _ = writeln!(
+                s,
+                "  {:>8.1}x  {:<48} rel L2 {}  ({})",
+                r.added,
+                r.name,
+                fmt_f(r.rel_l2_err),
+                r.verdict.name()
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "read {} of {} tensor pairs ({})",
+        a.tensors_read, a.tensors_total, a.method
+    );
+    if !c.unmatched_reference.is_empty() || !c.unmatched_candidate.is_empty() {
+        let _ = writeln!(
+            s,
+            "unmatched: {} reference, {} candidate",
+            c.unmatched_reference.len(),
+            c.unmatched_candidate.len()
+        );
+    }
+    let _ = color;
+    s
+}

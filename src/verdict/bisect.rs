@@ -1,0 +1,434 @@
+//! First-divergence search.
+//!
+//! "Has the run diverged by place i" is close to monotone along execution order, because error
+//! propagates. `run` binary-searches that predicate on the places' output errors, reading one
+//! place's outputs per step (recorded statistics narrow the range first, for free: the relative
+//! difference of two norms bounds the relative L2 error from below). It then judges the
+//! neighbourhood of the boundary place by place, inputs included, so the place that
+//! *introduced* the error is named rather than the first one past a threshold, and so a short
+//! non-monotone stretch cannot fool it. `--exhaustive` judges every place instead.
+
+use super::{
+    divergence, noise, pair_err, pair_expected, summarize, Judge, NoiseOptions, Ranked, Verdict,
+};
+use crate::align::{self, Alignment};
+use crate::compare::{self, CompareOptions, Comparison, DumpSummary, PairReport, Status};
+use crate::dump::{Dump, Task};
+use std::collections::HashMap;
+
+/// Places judged before the boundary, to warm the judge's inherited-error window.
+const LOOKBEHIND: usize = 8;
+/// Places judged after the boundary (the introducing place can only be at or before it, but an
+/// output-less boundary place may hand its verdict to the next).
+const LOOKAHEAD: usize = 2;
+/// With a baseline run, a place departs when its error exceeds this many times the baseline's.
+pub const BASELINE_FACTOR: f64 = 4.0;
+
+/// Lazily measured pairs of two dumps, grouped by place.
+struct Lazy<'a> {
+    r: &'a Dump,
+    d: &'a Dump,
+    al: Alignment,
+    /// Alignment pair indices of each place, in execution order.
+    places: Vec<Vec<usize>>,
+    cache: HashMap<usize, PairReport>,
+    filter: Option<regex::Regex>,
+}
+
+impl<'a> Lazy<'a> {
+    fn new(r: &'a Dump, d: &'a Dump, filter: Option<regex::Regex>) -> Self {
+        let al = align::align(r, d);
+        let mut places: Vec<Vec<usize>> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (i, p) in al.pairs.iter().enumerate() {
+            let e = &r.entries[p.reference];
+            if filter.as_ref().is_some_and(|f| !f.is_match(&e.name)) {
+                continue;
+            }
+            match index.get(e.place.as_str()) {
+                Some(&k) => places[k].push(i),
+                None => {
+                    index.insert(&e.place, places.len());
+                    places.push(vec![i]);
+                }
+            }
+        }
+        Lazy {
+            r,
+            d,
+            al,
+            places,
+            cache: HashMap::new(),
+            filter,
+        }
+    }
+
+    fn pair(&mut self, i: usize) -> &PairReport {
+        let (r, d, p) = (self.r, self.d, self.al.pairs[i]);
+        self.cache.entry(i).or_insert_with(|| {
+            compare::measure_pair(
+                r,
+                &r.entries[p.reference],
+                d,
+                &d.entries[p.candidate],
+                p.kind,
+            )
+        })
+    }
+
+    /// Pairs of place `k`: outputs only, or everything.
+    fn place(&mut self, k: usize, all_roles: bool) -> Vec<PairReport> {
+        let idx: Vec<usize> = self.places[k]
+            .iter()
+            .copied()
+            .filter(|&i| {
+                all_roles || {
+                    let role = &self.r.entries[self.al.pairs[i].reference].role;
+                    role == "output"
+                        || !self.places[k]
+                            .iter()
+                            .any(|&j| self.r.entries[self.al.pairs[j].reference].role == "output")
+                }
+            })
+            .collect();
+        idx.into_iter().map(|i| self.pair(i).clone()).collect()
+    }
+
+    /// Largest ratio, over the place's outputs, of the error's lower bound from recorded
+    /// statistics to the rounding its precision explains, without reading any tensor.
+    fn stats_level(&self, k: usize, u_run: f64, mode: noise::Fp32Matmul) -> Option<f64> {
+        self.places[k]
+            .iter()
+            .filter_map(|&i| {
+                let p = self.al.pairs[i];
+                let (a, b) = (&self.r.entries[p.reference], &self.d.entries[p.candidate]);
+                if a.role != "output" || !a.dtype?.is_float() || !b.dtype?.is_float() {
+                    return None;
+                }
+                let (sa, sb) = (a.stats.as_ref()?, b.stats.as_ref()?);
+                let lb = compare::StatsDiff::new(sa, sb).norm_rel_diff?;
+                let n = crate::dump::checked_numel(a.shape.as_ref()?)?;
+                let rms = sa.norm.filter(|_| n > 0).map(|nr| nr / (n as f64).sqrt());
+                let u = noise::expected_err(a.dtype?, b.dtype?, a.op_type.as_deref(), mode, rms);
+                Some(lb / u.max(u_run))
+            })
+            .reduce(f64::max)
+    }
+
+    fn into_comparison(self, analysis: super::Analysis, mode: Task) -> Comparison {
+        let mut keys: Vec<usize> = self.cache.keys().copied().collect();
+        keys.sort_unstable();
+        let mut cache = self.cache;
+        let pairs: Vec<PairReport> = keys.into_iter().filter_map(|k| cache.remove(&k)).collect();
+        let keep = |n: &str| self.filter.as_ref().is_none_or(|f| f.is_match(n));
+        Comparison {
+            schema_version: compare::SCHEMA_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            reference: DumpSummary::of(self.r),
+            candidate: DumpSummary::of(self.d),
+            mode,
+            pairs,
+            unmatched_reference: self
+                .al
+                .unmatched_reference
+                .iter()
+                .map(|&i| self.r.entries[i].name.clone())
+                .filter(|n| keep(n))
+                .collect(),
+            unmatched_candidate: self
+                .al
+                .unmatched_candidate
+                .iter()
+                .map(|&i| self.d.entries[i].name.clone())
+                .filter(|n| keep(n))
+                .collect(),
+            analysis,
+        }
+    }
+}
+
+/// A place's error is "elevated" when it exceeds this many times what rounding at the run's
+/// coarsest precision explains (clean runs of the reference models peak near 3).
+pub const ELEVATED: f64 = 8.0;
+/// Places judged silently before a window, so inherited-error windows are warm.
+const WARMUP: usize = 6;
+
+/// Unit roundoff of the run's coarsest precision (from the dumps' recorded dtypes).
+fn run_unit_roundoff(r: &Dump, d: &Dump, al: &Alignment, mode: noise::Fp32Matmul) -> f64 {
+    al.pairs
+        .iter()
+        .filter_map(|p| {
+            let (a, b) = (&r.entries[p.reference], &d.entries[p.candidate]);
+            Some(noise::unit_roundoff(
+                a.dtype?,
+                b.dtype?,
+                a.op_type.as_deref(),
+                mode,
+            ))
+        })
+        .fold(0.0, f64::max)
+        .max(f64::MIN_POSITIVE)
+}
+
+/// P(k) of the search: some output of the place is elevated, or NaN/Inf appear on one side.
+fn elevated(p: &PairReport, u_run: f64, opts: &NoiseOptions) -> bool {
+    if p.metrics.as_ref().is_some_and(|m| m.nonfinite_mismatch > 0) {
+        return true;
+    }
+    let (Some(a), Some(b), Some(e)) = (p.dtype_ref, p.dtype_dev, pair_err(p)) else {
+        return false;
+    };
+    a.is_float()
+        && b.is_float()
+        && e > ELEVATED * u_run.max(pair_expected(p, opts.fp32_matmul).unwrap_or(0.0))
+}
+
+/// Outcome of judging a stretch of places.
+enum Window {
+    /// A place in the window introduces error.
+    Found(super::Divergence),
+    /// Nothing in the window, but a place in its warm-up does: look further back.
+    Earlier,
+    /// Nothing introduces error here.
+    Clean,
+}
+
+fn judge_window(
+    lz: &mut Lazy,
+    start: usize,
+    end: usize,
+    o: &NoiseOptions,
+    verdicts: &mut HashMap<String, Verdict>,
+    ranked: &mut Vec<Ranked>,
+) -> Window {
+    let mut judge = Judge::new(o);
+    for k in start.saturating_sub(WARMUP)..end {
+        let pairs = lz.place(k, true);
+        let refs: Vec<&PairReport> = pairs.iter().collect();
+        let j = judge.place(&refs);
+        if let Some((i, why)) = &j.reason {
+            if k < start {
+                return Window::Earlier;
+            }
+            for (p, v) in pairs.iter().zip(&j.verdicts) {
+                verdicts.insert(p.name.clone(), *v);
+            }
+            return Window::Found(divergence(&pairs[*i], why, &j, &lz.r.stacks));
+        }
+        if k < start {
+            continue;
+        }
+        for (p, v) in pairs.iter().zip(&j.verdicts) {
+            verdicts.insert(p.name.clone(), *v);
+        }
+        if let (Some(e), Some(w)) = (j.out_err, j.worst) {
+            ranked.push(Ranked {
+                name: pairs[w].place.clone(),
+                tensor: pairs[w].name.clone(),
+                rel_l2_err: e,
+                inherited_err: j.inherited,
+                expected_err: j.expected,
+                added: e / j.inherited.max(j.expected).max(f64::MIN_POSITIVE),
+                verdict: j.verdicts.iter().copied().max().unwrap_or(Verdict::Ok),
+            });
+        }
+    }
+    Window::Clean
+}
+
+/// Finds the first divergence of `d` against `r` (or against the baseline run `d0`).
+pub fn run(
+    r: &Dump,
+    d: &Dump,
+    d0: Option<&Dump>,
+    opts: &CompareOptions,
+    exhaustive: bool,
+) -> anyhow::Result<Comparison> {
+    if let Some(d0) = d0 {
+        return baseline(r, d, d0, opts);
+    }
+    if exhaustive {
+        let mut c = compare::compare(r, d, opts, &|| {});
+        c.analysis.method = "exhaustive".into();
+        return Ok(c);
+    }
+    let mut lz = Lazy::new(r, d, opts.filter.clone());
+    let n = lz.places.len();
+    let o = &opts.noise;
+    let u_run = run_unit_roundoff(r, d, &lz.al, o.fp32_matmul);
+    // Recorded statistics can prove P(k) for free: |norm_d - norm_r| / norm_r <= rel L2 error.
+    let mut hi = n;
+    for k in 0..n {
+        if lz
+            .stats_level(k, u_run, o.fp32_matmul)
+            .is_some_and(|l| l > ELEVATED)
+        {
+            hi = k;
+            break;
+        }
+    }
+    let mut lo: isize = -1;
+    while hi as isize - lo > 1 {
+        let mid = ((lo + hi as isize) / 2) as usize;
+        if lz.place(mid, false).iter().any(|p| elevated(p, u_run, o)) {
+            hi = mid;
+        } else {
+            lo = mid as isize;
+        }
+    }
+    // The error may have been introduced at or before the boundary: judge its neighbourhood,
+    // widening backwards while nothing there introduces it. If nothing before the boundary
+    // does, the elevation was clean accumulation: judge the rest in order.
+    let mut verdicts = HashMap::new();
+    let mut ranked = Vec::new();
+    let mut first = None;
+    let mut method = "bisect";
+    if hi < n {
+        let mut start = hi.saturating_sub(LOOKBEHIND);
+        let mut end = (hi + LOOKAHEAD + 1).min(n);
+        let scanned_to = end;
+        loop {
+            match judge_window(&mut lz, start, end, o, &mut verdicts, &mut ranked) {
+                Window::Found(f) => {
+                    first = Some(f);
+                    break;
+                }
+                Window::Earlier | Window::Clean if start > 0 => {
+                    end = start;
+                    start = start.saturating_sub(4 * LOOKBEHIND);
+                }
+                _ => break,
+            }
+        }
+        if first.is_none() && scanned_to < n {
+            method = "bisect, then scan";
+            if let Window::Found(f) =
+                judge_window(&mut lz, scanned_to, n, o, &mut verdicts, &mut ranked)
+            {
+                first = Some(f);
+            }
+        }
+    }
+    let read = lz
+        .cache
+        .values()
+        .filter(|p| p.status == Status::Compared)
+        .count();
+    let total = lz.places.iter().map(Vec::len).sum();
+    for p in lz.cache.values_mut() {
+        p.verdict = Some(verdicts.get(&p.name).copied().unwrap_or_else(|| {
+            let identical = p
+                .metrics
+                .as_ref()
+                .is_some_and(|m| m.max_abs_err == 0.0 && m.nonfinite_mismatch == 0);
+            if identical {
+                Verdict::Identical
+            } else {
+                Verdict::Ok
+            }
+        }));
+    }
+    let mut pairs: Vec<PairReport> = lz.cache.values().cloned().collect();
+    pairs.sort_by_key(|p| p.order);
+    let mut analysis = summarize(&pairs, first, ranked, read, method);
+    analysis.tensors_total = total;
+    let mode = d.task;
+    Ok(lz.into_comparison(analysis, mode))
+}
+
+/// Baseline mode: the first place where `d`'s error against `r` departs from the error of the
+/// known-good run `d0` against `r`, beyond noise.
+fn baseline(r: &Dump, d: &Dump, d0: &Dump, opts: &CompareOptions) -> anyhow::Result<Comparison> {
+    let mut c = compare::compare(r, d, opts, &|| {});
+    let c0 = compare::compare(r, d0, opts, &|| {});
+    let base: HashMap<&str, f64> = c0
+        .pairs
+        .iter()
+        .filter_map(|p| Some((p.name.as_str(), pair_err(p)?)))
+        .collect();
+    let o = &opts.noise;
+    let mut first = None;
+    let mut ranked = Vec::new();
+    let groups = super::places(&c.pairs);
+    for g in &groups {
+        let mut worst: Option<(usize, f64, f64, f64)> = None;
+        for &i in g {
+            let p = &c.pairs[i];
+            if p.role != "output" {
+                continue;
+            }
+            let (Some(e), Some(a), Some(b)) = (pair_err(p), p.dtype_ref, p.dtype_dev) else {
+                continue;
+            };
+            let e0 = base.get(p.name.as_str()).copied().unwrap_or(0.0);
+            let u = pair_expected(p, o.fp32_matmul)
+                .unwrap_or_else(|| noise::unit_roundoff(a, b, p.op_type.as_deref(), o.fp32_matmul));
+            let ratio = e / e0.max(u);
+            if worst.is_none_or(|w| ratio > w.1) {
+                worst = Some((i, ratio, e0, u));
+            }
+        }
+        let Some((i, ratio, e0, u)) = worst else {
+            continue;
+        };
+        let p = &c.pairs[i];
+        let e = pair_err(p).unwrap_or(0.0);
+        let departs = e > (BASELINE_FACTOR * e0).max(e0 + o.noise_factor * u);
+        ranked.push(Ranked {
+            name: p.place.clone(),
+            tensor: p.name.clone(),
+            rel_l2_err: e,
+            inherited_err: e0,
+            expected_err: u,
+            added: ratio,
+            verdict: if departs {
+                Verdict::Diverged
+            } else {
+                Verdict::Ok
+            },
+        });
+        if departs && first.is_none() {
+            let why = format!(
+                "relative L2 error {e:.3e} against {e0:.3e} in the baseline run ({:.0}x; allowed \
+                 {:.3e})",
+                e / e0.max(f64::MIN_POSITIVE),
+                (BASELINE_FACTOR * e0).max(e0 + o.noise_factor * u)
+            );
+            let j = super::PlaceJudgement {
+                verdicts: vec![],
+                out_err: Some(e),
+                worst: None,
+                inherited: e0,
+                expected: u,
+                reason: None,
+            };
+            first = Some(divergence(p, &why, &j, &r.stacks));
+        }
+    }
+    // Pair verdicts relative to the baseline: departs / after departure / same as baseline.
+    let first_order = first.as_ref().map(|f| f.order);
+    for p in &mut c.pairs {
+        let e = pair_err(p);
+        let e0 = base.get(p.name.as_str()).copied();
+        p.inherited_err = e0;
+        p.verdict = Some(match (e, e0, first_order) {
+            (Some(0.0), _, _) => Verdict::Identical,
+            (Some(e), Some(e0), Some(fo)) if p.order >= fo && e > BASELINE_FACTOR * e0 => {
+                if first.as_ref().is_some_and(|f| f.tensor == p.name) {
+                    Verdict::Diverged
+                } else {
+                    Verdict::Drift
+                }
+            }
+            _ => Verdict::Ok,
+        });
+    }
+    let read = c.pairs.len() + c0.pairs.len();
+    let mut a = summarize(&c.pairs, first, ranked, read, "baseline");
+    a.tensors_total = c.pairs.len() + c0.pairs.len();
+    if a.first_divergence.is_none() && a.overall != super::Overall::Identical {
+        a.summary = "no departure from the baseline run beyond noise".into();
+    }
+    c.analysis = a;
+    Ok(c)
+}

@@ -1,0 +1,149 @@
+//! The `driftscope` binary as a user runs it: outputs, exit codes, bad input.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(bin()).args(args).output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn compare_writes_json_and_csv_and_names_the_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, c) = (dir.path().join("r.json"), dir.path().join("r.csv"));
+    let (code, out, _) = run(&[
+        "compare",
+        s(&llama("cpu_fp32")),
+        s(&llama("cuda_fp16_fault_silu_l1")),
+        "--json",
+        s(&j),
+        "--csv",
+        s(&c),
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("diverged: first at Functional.silu.1.forward"), "{out}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["pairs"].as_array().unwrap().len(), 415);
+    let p = &v["pairs"][0];
+    for k in ["name", "role", "index", "dtype_ref", "dtype_dev", "shape_ref", "shape_dev", "cosine", "max_abs_err", "rel_l2_err", "max_rel_err", "verdict"] {
+        assert!(p.get(k).is_some(), "pair lacks {k}");
+    }
+    assert_eq!(v["analysis"]["first_divergence"]["tensor"], "Functional.silu.1.forward.output.0");
+    let csv = std::fs::read_to_string(&c).unwrap();
+    assert_eq!(csv.lines().count(), 416);
+    assert!(csv.starts_with("NPU Name,Bench Name,"));
+}
+
+#[test]
+fn only_failing_and_filter_narrow_the_table() {
+    let (code, out, _) = run(&[
+        "compare",
+        s(&llama("cpu_fp32")),
+        s(&llama("cuda_fp16_fault_silu_l1")),
+        "--only-failing",
+        "--filter",
+        "silu",
+    ]);
+    assert_eq!(code, 0);
+    let rows: Vec<&str> = out.lines().skip(1).take_while(|l| !l.is_empty()).collect();
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r.contains("silu") || r.starts_with("    ")), "{rows:?}");
+}
+
+#[test]
+fn bisect_reports_read_count() {
+    let (code, out, _) = run(&["bisect", s(&llama("cpu_fp32")), s(&llama("cuda_fp16_fault_silu_l1"))]);
+    assert_eq!(code, 0);
+    assert!(out.contains("first divergence: Functional.silu.1.forward"), "{out}");
+    assert!(out.contains("of 415 tensor pairs"), "{out}");
+}
+
+/// Copies a run so a test can break it without touching the bundled dumps.
+fn copy_run(run: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = llama(run).join("step0");
+    let proc = std::fs::read_dir(&src).unwrap().next().unwrap().unwrap().path();
+    let dst = dir.path().join("step0/proc0");
+    std::fs::create_dir_all(dst.join("dump_tensor_data")).unwrap();
+    for f in ["dump.json", "stack.json"] {
+        std::fs::copy(proc.join(f), dst.join(f)).unwrap();
+    }
+    for e in std::fs::read_dir(proc.join("dump_tensor_data")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join("dump_tensor_data").join(e.file_name())).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn truncated_tensor_file_is_reported_by_file_and_entry_with_exit_2() {
+    let d = copy_run("cuda_fp16");
+    let f = d.path().join("step0/proc0/dump_tensor_data/Functional.silu.1.forward.output.0.pt");
+    let len = std::fs::metadata(&f).unwrap().len();
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..(len / 2) as usize]).unwrap();
+    let (code, out, err) = run(&["compare", s(&llama("cpu_fp32")), s(d.path())]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("Functional.silu.1.forward.output.0"), "{err}");
+    assert!(err.contains(".pt"), "{err}");
+    // The rest was still compared.
+    assert!(out.contains("Functional.linear.0.forward.output.0"));
+}
+
+#[test]
+fn missing_tensor_file_and_missing_dump_exit_2() {
+    let d = copy_run("cuda_fp16");
+    std::fs::remove_file(d.path().join("step0/proc0/dump_tensor_data/Functional.linear.3.forward.output.0.pt")).unwrap();
+    let (code, _, err) = run(&["compare", s(&llama("cpu_fp32")), s(d.path())]);
+    assert_eq!(code, 2);
+    assert!(err.contains("Functional.linear.3.forward.output.0"), "{err}");
+    let (code, _, err) = run(&["compare", s(&llama("cpu_fp32")), "/nonexistent/dump"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/dump"), "{err}");
+}
+
+#[test]
+fn data_name_escaping_the_dump_is_refused() {
+    let d = copy_run("cuda_fp16");
+    let j = d.path().join("step0/proc0/dump.json");
+    let text = std::fs::read_to_string(&j).unwrap().replacen(
+        "\"data_name\": \"Functional.embedding.0.forward.input.0.pt\"",
+        "\"data_name\": \"../../../../etc/passwd.pt\"",
+        1,
+    );
+    std::fs::write(&j, text).unwrap();
+    let (code, _, err) = run(&["compare", s(&llama("cpu_fp32")), s(d.path())]);
+    assert_eq!(code, 2);
+    assert!(err.contains("escapes the dump folder"), "{err}");
+}
+
+#[test]
+fn corrupt_dump_json_names_the_file() {
+    let d = copy_run("cuda_fp16");
+    let j = d.path().join("step0/proc0/dump.json");
+    std::fs::write(&j, b"{\"task\": \"tensor\", \"data\": {").unwrap();
+    let (code, _, err) = run(&["compare", s(&llama("cpu_fp32")), s(d.path())]);
+    assert_eq!(code, 2);
+    assert!(err.contains("dump.json") && err.contains("bad JSON"), "{err}");
+}
+
+#[test]
+fn outputs_are_never_written_into_an_input_dump() {
+    let d = copy_run("cuda_fp16");
+    let out = d.path().join("step0/report.json");
+    let (code, _, err) = run(&["compare", s(&llama("cpu_fp32")), s(d.path()), "--json", s(&out)]);
+    assert_eq!(code, 2);
+    assert!(err.contains("refusing to write"), "{err}");
+    assert!(!out.exists());
+}

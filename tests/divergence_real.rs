@@ -1,0 +1,125 @@
+//! Noise-aware verdicts and first-divergence bisection on the real H200 dumps: the injected
+//! SiLU fault is named first, in both layouts and every method; clean runs are within noise.
+
+mod common;
+use common::*;
+use driftscope::compare::{compare, CompareOptions};
+use driftscope::verdict::{bisect, Overall, Verdict};
+
+fn first(c: &driftscope::compare::Comparison) -> Option<(String, String)> {
+    c.analysis
+        .first_divergence
+        .as_ref()
+        .map(|f| (f.name.clone(), f.tensor.clone()))
+}
+
+#[test]
+fn fault_is_named_first_in_msprobe_layout_by_every_method() {
+    let (r, d) = (open(&llama("cpu_fp32")), open(&llama("cuda_fp16_fault_silu_l1")));
+    let o = CompareOptions::default();
+    let want = Some((
+        "Functional.silu.1.forward".to_string(),
+        "Functional.silu.1.forward.output.0".to_string(),
+    ));
+    let ex = compare(&r, &d, &o, &|| {});
+    assert_eq!(first(&ex), want);
+    let fault_order = ex.analysis.first_divergence.as_ref().unwrap().order;
+    // Nothing before the fault is flagged.
+    for p in &ex.pairs {
+        if p.order < fault_order {
+            assert!(
+                matches!(p.verdict, Some(Verdict::Ok) | Some(Verdict::Identical)),
+                "{} flagged {:?} before the fault",
+                p.name,
+                p.verdict
+            );
+        }
+    }
+    let bi = bisect::run(&r, &d, None, &o, false).unwrap();
+    assert_eq!(first(&bi), want);
+    assert!(
+        bi.analysis.tensors_read < 60,
+        "bisect read {} of {}",
+        bi.analysis.tensors_read,
+        bi.analysis.tensors_total
+    );
+    let exh = bisect::run(&r, &d, None, &o, true).unwrap();
+    assert_eq!(first(&exh), want);
+    // The reason compares the error to the noise and to the inputs' error.
+    let f = ex.analysis.first_divergence.unwrap();
+    assert!(f.rel_l2_err > 16.0 * f.inherited_err, "{f:?}");
+    assert!(f.stack.as_deref().unwrap_or("").contains("activations.py"), "{f:?}");
+}
+
+#[test]
+fn fault_is_named_first_in_safetensors_layout() {
+    let (r, d) = (open(&llama_plain("cpu_fp32")), open(&llama_plain("cuda_fp16_fault_silu_l1")));
+    let o = CompareOptions::default();
+    for c in [
+        compare(&r, &d, &o, &|| {}),
+        bisect::run(&r, &d, None, &o, false).unwrap(),
+    ] {
+        assert_eq!(
+            c.analysis.first_divergence.as_ref().map(|f| f.name.as_str()),
+            Some("model.layers.1.mlp.act_fn")
+        );
+        assert_eq!(c.analysis.overall, Overall::Diverged);
+    }
+}
+
+#[test]
+fn clean_runs_are_within_the_noise_of_their_precision() {
+    let o = CompareOptions::default();
+    for (run, precision) in [("cuda_tf32", "fp32"), ("cuda_fp16", "float16"), ("cuda_bf16", "bfloat16")] {
+        for (rp, dp) in [(llama("cpu_fp32"), llama(run)), (llama_plain("cpu_fp32"), llama_plain(run))] {
+            let (r, d) = (open(&rp), open(&dp));
+            for c in [
+                compare(&r, &d, &o, &|| {}),
+                bisect::run(&r, &d, None, &o, false).unwrap(),
+            ] {
+                assert_eq!(c.analysis.overall, Overall::WithinNoise, "{run}: {}", c.analysis.summary);
+                assert!(c.analysis.first_divergence.is_none());
+                assert!(c.analysis.summary.contains(precision), "{run}: {}", c.analysis.summary);
+                assert!(c.pairs.iter().all(|p| p.verdict != Some(Verdict::Diverged)));
+            }
+        }
+    }
+    let m = compare(
+        &open(&h200("mobilenet/msprobe/cpu_fp32")),
+        &open(&h200("mobilenet/msprobe/cuda_fp16")),
+        &o,
+        &|| {},
+    );
+    assert_eq!(m.analysis.overall, Overall::WithinNoise, "{}", m.analysis.summary);
+}
+
+#[test]
+fn rerun_is_identical() {
+    let (r, d) = (open(&llama("cpu_fp32")), open(&llama("cpu_fp32_rerun")));
+    let c = compare(&r, &d, &CompareOptions::default(), &|| {});
+    assert_eq!(c.analysis.overall, Overall::Identical);
+    assert!(c.analysis.summary.starts_with("identical"));
+}
+
+#[test]
+fn baseline_mode_names_the_same_first_divergence() {
+    let r = open(&llama("cpu_fp32"));
+    let d = open(&llama("cuda_fp16_fault_silu_l1"));
+    let d0 = open(&llama("cuda_fp16"));
+    let c = bisect::run(&r, &d, Some(&d0), &CompareOptions::default(), false).unwrap();
+    assert_eq!(
+        c.analysis.first_divergence.as_ref().map(|f| f.name.as_str()),
+        Some("Functional.silu.1.forward")
+    );
+    // Against itself the baseline shows no departure.
+    let same = bisect::run(&r, &d0, Some(&d0), &CompareOptions::default(), false).unwrap();
+    assert!(same.analysis.first_divergence.is_none());
+}
+
+#[test]
+fn clean_bisect_reads_few_tensors() {
+    let (r, d) = (open(&llama("cpu_fp32")), open(&llama("cuda_bf16")));
+    let c = bisect::run(&r, &d, None, &CompareOptions::default(), false).unwrap();
+    assert!(c.analysis.tensors_read <= 20, "read {}", c.analysis.tensors_read);
+    assert_eq!(c.analysis.tensors_total, 415);
+}
