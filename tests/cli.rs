@@ -31,15 +31,34 @@ fn compare_writes_json_and_csv_and_names_the_fault() {
         s(&c),
     ]);
     assert_eq!(code, 0);
-    assert!(out.contains("diverged: first at Functional.silu.1.forward"), "{out}");
+    assert!(
+        out.contains("diverged: first at Functional.silu.1.forward"),
+        "{out}"
+    );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
     assert_eq!(v["schema_version"], 1);
     assert_eq!(v["pairs"].as_array().unwrap().len(), 415);
     let p = &v["pairs"][0];
-    for k in ["name", "role", "index", "dtype_ref", "dtype_dev", "shape_ref", "shape_dev", "cosine", "max_abs_err", "rel_l2_err", "max_rel_err", "verdict"] {
+    for k in [
+        "name",
+        "role",
+        "index",
+        "dtype_ref",
+        "dtype_dev",
+        "shape_ref",
+        "shape_dev",
+        "cosine",
+        "max_abs_err",
+        "rel_l2_err",
+        "max_rel_err",
+        "verdict",
+    ] {
         assert!(p.get(k).is_some(), "pair lacks {k}");
     }
-    assert_eq!(v["analysis"]["first_divergence"]["tensor"], "Functional.silu.1.forward.output.0");
+    assert_eq!(
+        v["analysis"]["first_divergence"]["tensor"],
+        "Functional.silu.1.forward.output.0"
+    );
     let csv = std::fs::read_to_string(&c).unwrap();
     assert_eq!(csv.lines().count(), 416);
     assert!(csv.starts_with("NPU Name,Bench Name,"));
@@ -58,14 +77,25 @@ fn only_failing_and_filter_narrow_the_table() {
     assert_eq!(code, 0);
     let rows: Vec<&str> = out.lines().skip(1).take_while(|l| !l.is_empty()).collect();
     assert!(!rows.is_empty());
-    assert!(rows.iter().all(|r| r.contains("silu") || r.starts_with("    ")), "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r.contains("silu") || r.starts_with("    ")),
+        "{rows:?}"
+    );
 }
 
 #[test]
 fn bisect_reports_read_count() {
-    let (code, out, _) = run(&["bisect", s(&llama("cpu_fp32")), s(&llama("cuda_fp16_fault_silu_l1"))]);
+    let (code, out, _) = run(&[
+        "bisect",
+        s(&llama("cpu_fp32")),
+        s(&llama("cuda_fp16_fault_silu_l1")),
+    ]);
     assert_eq!(code, 0);
-    assert!(out.contains("first divergence: Functional.silu.1.forward"), "{out}");
+    assert!(
+        out.contains("first divergence: Functional.silu.1.forward"),
+        "{out}"
+    );
     assert!(out.contains("of 415 tensor pairs"), "{out}");
 }
 
@@ -73,7 +103,12 @@ fn bisect_reports_read_count() {
 fn copy_run(run: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let src = llama(run).join("step0");
-    let proc = std::fs::read_dir(&src).unwrap().next().unwrap().unwrap().path();
+    let proc = std::fs::read_dir(&src)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let dst = dir.path().join("step0/proc0");
     std::fs::create_dir_all(dst.join("dump_tensor_data")).unwrap();
     for f in ["dump.json", "stack.json"] {
@@ -89,7 +124,9 @@ fn copy_run(run: &str) -> tempfile::TempDir {
 #[test]
 fn truncated_tensor_file_is_reported_by_file_and_entry_with_exit_2() {
     let d = copy_run("cuda_fp16");
-    let f = d.path().join("step0/proc0/dump_tensor_data/Functional.silu.1.forward.output.0.pt");
+    let f = d
+        .path()
+        .join("step0/proc0/dump_tensor_data/Functional.silu.1.forward.output.0.pt");
     let len = std::fs::metadata(&f).unwrap().len();
     let bytes = std::fs::read(&f).unwrap();
     std::fs::write(&f, &bytes[..(len / 2) as usize]).unwrap();
@@ -104,10 +141,17 @@ fn truncated_tensor_file_is_reported_by_file_and_entry_with_exit_2() {
 #[test]
 fn missing_tensor_file_and_missing_dump_exit_2() {
     let d = copy_run("cuda_fp16");
-    std::fs::remove_file(d.path().join("step0/proc0/dump_tensor_data/Functional.linear.3.forward.output.0.pt")).unwrap();
+    std::fs::remove_file(
+        d.path()
+            .join("step0/proc0/dump_tensor_data/Functional.linear.3.forward.output.0.pt"),
+    )
+    .unwrap();
     let (code, _, err) = run(&["compare", s(&llama("cpu_fp32")), s(d.path())]);
     assert_eq!(code, 2);
-    assert!(err.contains("Functional.linear.3.forward.output.0"), "{err}");
+    assert!(
+        err.contains("Functional.linear.3.forward.output.0"),
+        "{err}"
+    );
     let (code, _, err) = run(&["compare", s(&llama("cpu_fp32")), "/nonexistent/dump"]);
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/dump"), "{err}");
@@ -135,14 +179,23 @@ fn corrupt_dump_json_names_the_file() {
     std::fs::write(&j, b"{\"task\": \"tensor\", \"data\": {").unwrap();
     let (code, _, err) = run(&["compare", s(&llama("cpu_fp32")), s(d.path())]);
     assert_eq!(code, 2);
-    assert!(err.contains("dump.json") && err.contains("bad JSON"), "{err}");
+    assert!(
+        err.contains("dump.json") && err.contains("bad JSON"),
+        "{err}"
+    );
 }
 
 #[test]
 fn outputs_are_never_written_into_an_input_dump() {
     let d = copy_run("cuda_fp16");
     let out = d.path().join("step0/report.json");
-    let (code, _, err) = run(&["compare", s(&llama("cpu_fp32")), s(d.path()), "--json", s(&out)]);
+    let (code, _, err) = run(&[
+        "compare",
+        s(&llama("cpu_fp32")),
+        s(d.path()),
+        "--json",
+        s(&out),
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("refusing to write"), "{err}");
     assert!(!out.exists());

@@ -38,7 +38,13 @@ fn close(a: f64, b: f64, rel: f64) -> bool {
 
 #[test]
 fn llama_msprobe_pairs_every_entry_and_file() {
-    for run in ["cpu_fp32_rerun", "cuda_tf32", "cuda_fp16", "cuda_bf16", "cuda_fp16_fault_silu_l1"] {
+    for run in [
+        "cpu_fp32_rerun",
+        "cuda_tf32",
+        "cuda_fp16",
+        "cuda_bf16",
+        "cuda_fp16_fault_silu_l1",
+    ] {
         let r = open(&llama("cpu_fp32"));
         let d = open(&llama(run));
         assert_eq!(r.format, Format::Msprobe);
@@ -46,8 +52,14 @@ fn llama_msprobe_pairs_every_entry_and_file() {
         assert_eq!(r.entries.len(), 415);
         let c = compare(&r, &d, &CompareOptions::default(), &|| {});
         assert_eq!(c.pairs.len(), 415, "{run}");
-        assert!(c.unmatched_reference.is_empty() && c.unmatched_candidate.is_empty(), "{run}");
-        assert!(c.pairs.iter().all(|p| p.status == Status::Compared), "{run}");
+        assert!(
+            c.unmatched_reference.is_empty() && c.unmatched_candidate.is_empty(),
+            "{run}"
+        );
+        assert!(
+            c.pairs.iter().all(|p| p.status == Status::Compared),
+            "{run}"
+        );
     }
 }
 
@@ -58,7 +70,10 @@ fn metrics_agree_with_an_independent_f64_computation() {
         (llama("cpu_fp32"), llama("cuda_bf16")),
         (llama("cpu_fp32"), llama("cuda_tf32")),
         (llama_plain("cpu_fp32"), llama_plain("cuda_bf16")),
-        (h200("mobilenet/msprobe/cpu_fp32"), h200("mobilenet/msprobe/cuda_fp16")),
+        (
+            h200("mobilenet/msprobe/cpu_fp32"),
+            h200("mobilenet/msprobe/cuda_fp16"),
+        ),
     ];
     let mut checked = 0;
     for (rp, dp) in cases {
@@ -71,10 +86,30 @@ fn metrics_agree_with_an_independent_f64_computation() {
             let a = r.load(re).unwrap().to_f64_vec();
             let b = d.load(de).unwrap().to_f64_vec();
             let (cos, mx, rel, mr) = naive(&a, &b);
-            assert!((m.cosine - cos).abs() <= 1e-9, "{}: cosine {} vs {cos}", p.name, m.cosine);
-            assert!(close(m.max_abs_err, mx, 1e-6), "{}: max abs {} vs {mx}", p.name, m.max_abs_err);
-            assert!(close(m.rel_l2_err, rel, 1e-6), "{}: rel L2 {} vs {rel}", p.name, m.rel_l2_err);
-            assert!(close(m.max_rel_err, mr, 1e-6), "{}: max rel {} vs {mr}", p.name, m.max_rel_err);
+            assert!(
+                (m.cosine - cos).abs() <= 1e-9,
+                "{}: cosine {} vs {cos}",
+                p.name,
+                m.cosine
+            );
+            assert!(
+                close(m.max_abs_err, mx, 1e-6),
+                "{}: max abs {} vs {mx}",
+                p.name,
+                m.max_abs_err
+            );
+            assert!(
+                close(m.rel_l2_err, rel, 1e-6),
+                "{}: rel L2 {} vs {rel}",
+                p.name,
+                m.rel_l2_err
+            );
+            assert!(
+                close(m.max_rel_err, mr, 1e-6),
+                "{}: max rel {} vs {mr}",
+                p.name,
+                m.max_rel_err
+            );
             checked += 1;
         }
     }
@@ -90,11 +125,19 @@ fn attention_mask_fill_values_are_masked_not_errors() {
         .iter()
         .filter(|p| p.metrics.as_ref().is_some_and(|m| m.masked > 0))
         .collect();
-    assert!(!masked.is_empty(), "the causal mask holds -3.4e38 vs -65504 fill values");
+    assert!(
+        !masked.is_empty(),
+        "the causal mask holds -3.4e38 vs -65504 fill values"
+    );
     for p in masked {
         let m = p.metrics.as_ref().unwrap();
         assert_eq!(m.nonfinite_mismatch, 0, "{}", p.name);
-        assert!(m.max_abs_err < 1.0, "{}: fill values leaked into max abs err {}", p.name, m.max_abs_err);
+        assert!(
+            m.max_abs_err < 1.0,
+            "{}: fill values leaked into max abs err {}",
+            p.name,
+            m.max_abs_err
+        );
     }
 }
 
@@ -105,8 +148,16 @@ fn safetensors_keep_order_and_bf16() {
     assert_eq!(d.entries.len(), 57);
     assert_eq!(d.entries[0].name, "model.embed_tokens");
     assert_eq!(d.entries[0].dtype, Some(driftscope::dump::DType::Bfloat16));
-    let act = d.entries.iter().position(|e| e.name == "model.layers.1.mlp.act_fn").unwrap();
-    let mlp = d.entries.iter().position(|e| e.name == "model.layers.1.mlp").unwrap();
+    let act = d
+        .entries
+        .iter()
+        .position(|e| e.name == "model.layers.1.mlp.act_fn")
+        .unwrap();
+    let mlp = d
+        .entries
+        .iter()
+        .position(|e| e.name == "model.layers.1.mlp")
+        .unwrap();
     assert!(act < mlp, "children complete before their parent");
 }
 
@@ -125,27 +176,49 @@ fn npy_folders_pair_by_relative_path() {
         &CompareOptions::default(),
         &|| {},
     );
-    let a = c.pairs.iter().find(|p| p.name == "model.layers.1.mlp.act_fn").unwrap();
-    let b = st.pairs.iter().find(|p| p.name == "model.layers.1.mlp.act_fn").unwrap();
+    let a = c
+        .pairs
+        .iter()
+        .find(|p| p.name == "model.layers.1.mlp.act_fn")
+        .unwrap();
+    let b = st
+        .pairs
+        .iter()
+        .find(|p| p.name == "model.layers.1.mlp.act_fn")
+        .unwrap();
     let (ma, mb) = (a.metrics.as_ref().unwrap(), b.metrics.as_ref().unwrap());
     assert!(close(ma.rel_l2_err, mb.rel_l2_err, 1e-9));
 }
 
 #[test]
 fn every_run_pair_of_every_layout_compares() {
-    for (model, layout) in [("llama", "msprobe"), ("llama", "plain"), ("mobilenet", "msprobe"), ("mobilenet", "plain")] {
+    for (model, layout) in [
+        ("llama", "msprobe"),
+        ("llama", "plain"),
+        ("mobilenet", "msprobe"),
+        ("mobilenet", "plain"),
+    ] {
         let dir = h200(&format!("{model}/{layout}"));
-        let runs: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let runs: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         for a in &runs {
             for b in &runs {
                 let (pa, pb) = if layout == "plain" {
-                    (a.join("activations.safetensors"), b.join("activations.safetensors"))
+                    (
+                        a.join("activations.safetensors"),
+                        b.join("activations.safetensors"),
+                    )
                 } else {
                     (a.clone(), b.clone())
                 };
                 let c = compare(&open(&pa), &open(&pb), &CompareOptions::default(), &|| {});
                 assert!(c.unmatched_reference.is_empty() && c.unmatched_candidate.is_empty());
-                assert!(c.pairs.iter().all(|p| p.status == Status::Compared), "{pa:?} {pb:?}");
+                assert!(
+                    c.pairs.iter().all(|p| p.status == Status::Compared),
+                    "{pa:?} {pb:?}"
+                );
                 if a == b {
                     assert_eq!(c.analysis.overall, driftscope::verdict::Overall::Identical);
                 }

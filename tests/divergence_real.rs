@@ -15,7 +15,10 @@ fn first(c: &driftscope::compare::Comparison) -> Option<(String, String)> {
 
 #[test]
 fn fault_is_named_first_in_msprobe_layout_by_every_method() {
-    let (r, d) = (open(&llama("cpu_fp32")), open(&llama("cuda_fp16_fault_silu_l1")));
+    let (r, d) = (
+        open(&llama("cpu_fp32")),
+        open(&llama("cuda_fp16_fault_silu_l1")),
+    );
     let o = CompareOptions::default();
     let want = Some((
         "Functional.silu.1.forward".to_string(),
@@ -48,19 +51,28 @@ fn fault_is_named_first_in_msprobe_layout_by_every_method() {
     // The reason compares the error to the noise and to the inputs' error.
     let f = ex.analysis.first_divergence.unwrap();
     assert!(f.rel_l2_err > 16.0 * f.inherited_err, "{f:?}");
-    assert!(f.stack.as_deref().unwrap_or("").contains("activations.py"), "{f:?}");
+    assert!(
+        f.stack.as_deref().unwrap_or("").contains("activations.py"),
+        "{f:?}"
+    );
 }
 
 #[test]
 fn fault_is_named_first_in_safetensors_layout() {
-    let (r, d) = (open(&llama_plain("cpu_fp32")), open(&llama_plain("cuda_fp16_fault_silu_l1")));
+    let (r, d) = (
+        open(&llama_plain("cpu_fp32")),
+        open(&llama_plain("cuda_fp16_fault_silu_l1")),
+    );
     let o = CompareOptions::default();
     for c in [
         compare(&r, &d, &o, &|| {}),
         bisect::run(&r, &d, None, &o, false).unwrap(),
     ] {
         assert_eq!(
-            c.analysis.first_divergence.as_ref().map(|f| f.name.as_str()),
+            c.analysis
+                .first_divergence
+                .as_ref()
+                .map(|f| f.name.as_str()),
             Some("model.layers.1.mlp.act_fn")
         );
         assert_eq!(c.analysis.overall, Overall::Diverged);
@@ -70,16 +82,32 @@ fn fault_is_named_first_in_safetensors_layout() {
 #[test]
 fn clean_runs_are_within_the_noise_of_their_precision() {
     let o = CompareOptions::default();
-    for (run, precision) in [("cuda_tf32", "fp32"), ("cuda_fp16", "float16"), ("cuda_bf16", "bfloat16")] {
-        for (rp, dp) in [(llama("cpu_fp32"), llama(run)), (llama_plain("cpu_fp32"), llama_plain(run))] {
+    for (run, precision) in [
+        ("cuda_tf32", "fp32"),
+        ("cuda_fp16", "float16"),
+        ("cuda_bf16", "bfloat16"),
+    ] {
+        for (rp, dp) in [
+            (llama("cpu_fp32"), llama(run)),
+            (llama_plain("cpu_fp32"), llama_plain(run)),
+        ] {
             let (r, d) = (open(&rp), open(&dp));
             for c in [
                 compare(&r, &d, &o, &|| {}),
                 bisect::run(&r, &d, None, &o, false).unwrap(),
             ] {
-                assert_eq!(c.analysis.overall, Overall::WithinNoise, "{run}: {}", c.analysis.summary);
+                assert_eq!(
+                    c.analysis.overall,
+                    Overall::WithinNoise,
+                    "{run}: {}",
+                    c.analysis.summary
+                );
                 assert!(c.analysis.first_divergence.is_none());
-                assert!(c.analysis.summary.contains(precision), "{run}: {}", c.analysis.summary);
+                assert!(
+                    c.analysis.summary.contains(precision),
+                    "{run}: {}",
+                    c.analysis.summary
+                );
                 assert!(c.pairs.iter().all(|p| p.verdict != Some(Verdict::Diverged)));
             }
         }
@@ -90,7 +118,12 @@ fn clean_runs_are_within_the_noise_of_their_precision() {
         &o,
         &|| {},
     );
-    assert_eq!(m.analysis.overall, Overall::WithinNoise, "{}", m.analysis.summary);
+    assert_eq!(
+        m.analysis.overall,
+        Overall::WithinNoise,
+        "{}",
+        m.analysis.summary
+    );
 }
 
 #[test]
@@ -108,7 +141,10 @@ fn baseline_mode_names_the_same_first_divergence() {
     let d0 = open(&llama("cuda_fp16"));
     let c = bisect::run(&r, &d, Some(&d0), &CompareOptions::default(), false).unwrap();
     assert_eq!(
-        c.analysis.first_divergence.as_ref().map(|f| f.name.as_str()),
+        c.analysis
+            .first_divergence
+            .as_ref()
+            .map(|f| f.name.as_str()),
         Some("Functional.silu.1.forward")
     );
     // Against itself the baseline shows no departure.
@@ -120,6 +156,10 @@ fn baseline_mode_names_the_same_first_divergence() {
 fn clean_bisect_reads_few_tensors() {
     let (r, d) = (open(&llama("cpu_fp32")), open(&llama("cuda_bf16")));
     let c = bisect::run(&r, &d, None, &CompareOptions::default(), false).unwrap();
-    assert!(c.analysis.tensors_read <= 20, "read {}", c.analysis.tensors_read);
+    assert!(
+        c.analysis.tensors_read <= 20,
+        "read {}",
+        c.analysis.tensors_read
+    );
     assert_eq!(c.analysis.tensors_total, 415);
 }
