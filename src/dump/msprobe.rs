@@ -102,6 +102,11 @@ fn quote_nonfinite(b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Parses a `dump.json` as Python's `json` writes it (bare `NaN`/`Infinity` become strings).
+pub fn parse_json(bytes: &[u8]) -> serde_json::Result<Value> {
+    serde_json::from_slice(&quote_nonfinite(bytes))
+}
+
 fn num(v: Option<&Value>) -> Option<f64> {
     match v? {
         Value::Number(n) => n.as_f64(),
@@ -140,7 +145,7 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
         );
     }
     let bytes = std::fs::read(&json_path).map_err(|e| DumpError::new(&json_path, e.into()))?;
-    let doc: Value = serde_json::from_slice(&quote_nonfinite(&bytes))
+    let doc: Value = parse_json(&bytes)
         .map_err(|e| DumpError::new(&json_path, ErrorKind::Json(e.to_string())))?;
     let data = doc
         .get("data")

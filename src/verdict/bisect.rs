@@ -198,10 +198,11 @@ fn judge_window(
     start: usize,
     end: usize,
     o: &NoiseOptions,
+    u_run: f64,
     verdicts: &mut HashMap<String, Verdict>,
     ranked: &mut Vec<Ranked>,
 ) -> Window {
-    let mut judge = Judge::new(o);
+    let mut judge = Judge::new(o, u_run);
     for k in start.saturating_sub(WARMUP)..end {
         let pairs = lz.place(k, true);
         let refs: Vec<&PairReport> = pairs.iter().collect();
@@ -288,7 +289,7 @@ pub fn run(
         let mut end = (hi + LOOKAHEAD + 1).min(n);
         let scanned_to = end;
         loop {
-            match judge_window(&mut lz, start, end, o, &mut verdicts, &mut ranked) {
+            match judge_window(&mut lz, start, end, o, u_run, &mut verdicts, &mut ranked) {
                 Window::Found(f) => {
                     first = Some(f);
                     break;
@@ -303,7 +304,7 @@ pub fn run(
         if first.is_none() && scanned_to < n {
             method = "bisect, then scan";
             if let Window::Found(f) =
-                judge_window(&mut lz, scanned_to, n, o, &mut verdicts, &mut ranked)
+                judge_window(&mut lz, scanned_to, n, o, u_run, &mut verdicts, &mut ranked)
             {
                 first = Some(f);
             }

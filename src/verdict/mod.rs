@@ -13,6 +13,10 @@ use std::collections::{HashMap, HashSet};
 
 pub use noise::{Fp32Matmul, NoiseOptions};
 
+/// Smallest relative norm difference a statistics-only comparison trusts: msprobe records
+/// `Norm` as a float32 computed over the whole tensor, off by ~sqrt(n) * 2^-24 by itself.
+pub const STATS_FLOOR: f64 = 1e-5;
+
 /// Verdict of one pair.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "snake_case")]
@@ -244,13 +248,17 @@ pub struct Judge {
     open_modules: Vec<(String, f64)>,
     /// True once a place diverged: later elevated errors are `drift`.
     pub diverged_before: bool,
+    /// Unit roundoff of the run's coarsest precision: the noise scale of statistics-only pairs,
+    /// whose inputs' norm bounds say little about the inputs' true error.
+    run_roundoff: f64,
 }
 
 impl Judge {
-    /// A judge with these options.
-    pub fn new(opts: &NoiseOptions) -> Self {
+    /// A judge with these options, for a run whose coarsest unit roundoff is `run_roundoff`.
+    pub fn new(opts: &NoiseOptions, run_roundoff: f64) -> Self {
         Judge {
             opts: opts.clone(),
+            run_roundoff,
             ..Default::default()
         }
     }
@@ -336,7 +344,12 @@ impl Judge {
                     Verdict::Drift
                 }
             } else if let Some(e) = err {
-                let noise = o.noise_factor * u;
+                let noise = if p.status == Status::Statistics {
+                    // Recorded statistics are float32 numbers with rounding of their own.
+                    (o.stats_noise_factor * u.max(self.run_roundoff)).max(STATS_FLOOR)
+                } else {
+                    o.noise_factor * u
+                };
                 if is_out && is_float_pair(p) {
                     let allowed = noise.max(o.amplification * inherited);
                     if e > allowed {
@@ -452,10 +465,25 @@ pub fn places(pairs: &[PairReport]) -> Vec<Vec<usize>> {
     out
 }
 
+/// Unit roundoff of the coarsest precision among the pairs.
+pub fn run_roundoff(pairs: &[PairReport], mode: Fp32Matmul) -> f64 {
+    pairs
+        .iter()
+        .filter_map(|p| {
+            Some(noise::unit_roundoff(
+                p.dtype_ref?,
+                p.dtype_dev?,
+                p.op_type.as_deref(),
+                mode,
+            ))
+        })
+        .fold(0.0, f64::max)
+}
+
 /// Judges every place of a comparison in execution order (the exhaustive method).
 pub fn judge(c: &mut Comparison, opts: &NoiseOptions, stacks: HashMap<String, String>) {
     let groups = places(&c.pairs);
-    let mut judge = Judge::new(opts);
+    let mut judge = Judge::new(opts, run_roundoff(&c.pairs, opts.fp32_matmul));
     let mut first = None;
     let mut ranked = Vec::new();
     for g in &groups {

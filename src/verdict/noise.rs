@@ -29,6 +29,9 @@ pub struct NoiseOptions {
     pub amplification: f64,
     /// Places whose inherited error is looked up in module-level dumps (outputs only).
     pub window: usize,
+    /// Noise factor for statistics-only pairs, whose error measure (the relative difference of
+    /// norms) is a lower bound that rounding noise barely moves.
+    pub stats_noise_factor: f64,
 }
 
 impl Default for NoiseOptions {
@@ -38,6 +41,7 @@ impl Default for NoiseOptions {
             noise_factor: 16.0,
             amplification: 16.0,
             window: 4,
+            stats_noise_factor: 2.0,
         }
     }
 }
