@@ -45,6 +45,10 @@ pub struct DumpArgs {
     /// Only pairs whose tensor name matches this regular expression.
     #[arg(long)]
     pub filter: Option<String>,
+    /// A calibration run (a second reference run, or a trusted clean device run): its error
+    /// against REF is each tensor's observed noise floor.
+    #[arg(long, value_name = "REF2")]
+    pub noise: Option<PathBuf>,
 }
 
 /// `driftscope compare`.

@@ -164,6 +164,8 @@ pub struct CompareOptions {
     pub filter: Option<Regex>,
     /// Noise-model options.
     pub noise: crate::verdict::NoiseOptions,
+    /// Observed clean errors of a calibration run (`--noise`).
+    pub calibration: Option<std::sync::Arc<crate::verdict::calibrate::Calibration>>,
 }
 
 /// Measures one pair of entries (loading both tensors).
@@ -290,6 +292,11 @@ pub fn compare(
         unmatched_candidate,
         analysis: Analysis::default(),
     };
-    crate::verdict::judge(&mut c, &options.noise, reference.stacks.clone());
+    crate::verdict::judge(
+        &mut c,
+        &options.noise,
+        options.calibration.clone(),
+        reference.stacks.clone(),
+    );
     c
 }

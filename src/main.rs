@@ -7,6 +7,7 @@ use driftscope::cli::{BisectArgs, Cli, Command, CompareArgs, DumpArgs};
 use driftscope::compare::{compare, CompareOptions, Comparison, Status};
 use driftscope::dump::{Dump, OpenOptions};
 use driftscope::report::{self, table, Exporter};
+use driftscope::verdict::calibrate::Calibration;
 use driftscope::verdict::NoiseOptions;
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -27,18 +28,14 @@ fn main() -> ExitCode {
 }
 
 fn open_both(a: &DumpArgs) -> anyhow::Result<(Dump, Dump)> {
-    let o = OpenOptions {
-        format: a.format,
-        npy_dtype: a.npy_dtype,
-        allow_symlinks: a.allow_symlinks,
-    };
+    let o = open_options(a);
     let r = Dump::open(&a.reference, &o)?;
     let d = Dump::open(&a.candidate, &o)?;
     Ok((r, d))
 }
 
-fn compare_options(a: &DumpArgs) -> anyhow::Result<CompareOptions> {
-    Ok(CompareOptions {
+fn compare_options(a: &DumpArgs, reference: &Dump) -> anyhow::Result<CompareOptions> {
+    let mut o = CompareOptions {
         filter: a
             .filter
             .as_deref()
@@ -49,7 +46,22 @@ fn compare_options(a: &DumpArgs) -> anyhow::Result<CompareOptions> {
             fp32_matmul: a.fp32_matmul,
             ..NoiseOptions::default()
         },
-    })
+        calibration: None,
+    };
+    if let Some(p) = &a.noise {
+        let cal = Dump::open(p, &open_options(a))?;
+        let c = compare(reference, &cal, &o, &|| {});
+        o.calibration = Some(std::sync::Arc::new(Calibration::from_comparison(&c)));
+    }
+    Ok(o)
+}
+
+fn open_options(a: &DumpArgs) -> OpenOptions {
+    OpenOptions {
+        format: a.format,
+        npy_dtype: a.npy_dtype,
+        allow_symlinks: a.allow_symlinks,
+    }
 }
 
 fn color(no_color: bool) -> bool {
@@ -76,7 +88,7 @@ fn input_errors(c: &Comparison) -> ExitCode {
 
 fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     let (r, d) = open_both(&a.dumps)?;
-    let opts = compare_options(&a.dumps)?;
+    let opts = compare_options(&a.dumps, &r)?;
     let bar = driftscope::progress::bar(r.entries.len() as u64, "comparing");
     let c = compare(&r, &d, &opts, &|| bar.inc(1));
     bar.finish_and_clear();
@@ -102,16 +114,9 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
 
 fn run_bisect(a: BisectArgs) -> anyhow::Result<ExitCode> {
     let (r, d) = open_both(&a.dumps)?;
-    let opts = compare_options(&a.dumps)?;
+    let opts = compare_options(&a.dumps, &r)?;
     let baseline = match &a.baseline {
-        Some(p) => Some(Dump::open(
-            p,
-            &OpenOptions {
-                format: a.dumps.format,
-                npy_dtype: a.dumps.npy_dtype,
-                allow_symlinks: a.dumps.allow_symlinks,
-            },
-        )?),
+        Some(p) => Some(Dump::open(p, &open_options(&a.dumps))?),
         None => None,
     };
     let c = driftscope::verdict::bisect::run(&r, &d, baseline.as_ref(), &opts, a.exhaustive)?;

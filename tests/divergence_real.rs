@@ -163,3 +163,33 @@ fn clean_bisect_reads_few_tensors() {
     );
     assert_eq!(c.analysis.tensors_total, 415);
 }
+
+#[test]
+fn calibration_run_keeps_the_fault_and_reports_evidence_and_margin() {
+    use driftscope::verdict::calibrate::Calibration;
+    use std::sync::Arc;
+    let r = open(&llama("cpu_fp32"));
+    let clean = open(&llama("cuda_fp16"));
+    let cal = compare(&r, &clean, &CompareOptions::default(), &|| {});
+    let o = CompareOptions {
+        calibration: Some(Arc::new(Calibration::from_comparison(&cal))),
+        ..CompareOptions::default()
+    };
+    let d = open(&llama("cuda_fp16_fault_silu_l1"));
+    for c in [
+        compare(&r, &d, &o, &|| {}),
+        bisect::run(&r, &d, None, &o, false).unwrap(),
+    ] {
+        let f = c.analysis.first_divergence.as_ref().unwrap();
+        assert_eq!(f.name, "Functional.silu.1.forward");
+        assert!(f.z_score.unwrap() > 5.0, "{f:?}");
+        assert!(f.p_value.unwrap() < 1e-6, "{f:?}");
+        let cal = c.analysis.calibration.as_ref().unwrap();
+        assert_eq!(cal.tensors, 415);
+        assert!(cal.margin.unwrap() >= 1.0, "{cal:?}");
+    }
+    // Calibrated by itself, a clean run is within noise with a margin of at least the factor.
+    let c = compare(&r, &clean, &o, &|| {});
+    assert_eq!(c.analysis.overall, Overall::WithinNoise);
+    assert!(c.analysis.calibration.unwrap().margin.unwrap() >= 4.0);
+}

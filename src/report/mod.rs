@@ -97,6 +97,13 @@ pub fn bisect_text(c: &Comparison, color: bool) -> String {
                 let _ = writeln!(s, "  stack:     {st}");
             }
             let _ = writeln!(s, "  why:       {}", f.reason);
+            if let (Some(z), Some(pv)) = (f.z_score, f.p_value) {
+                let _ = writeln!(
+                    s,
+                    "  evidence:  its error ratio is {z:.1} robust standard deviations above the \
+                     other places' (one-sided p = {pv:.1e})"
+                );
+            }
             let _ = writeln!(
                 s,
                 "  error:     rel L2 {}  inherited {}  rounding {}",
@@ -122,6 +129,16 @@ pub fn bisect_text(c: &Comparison, color: bool) -> String {
             );
         }
     }
+    if let Some(cal) = &a.calibration {
+        let _ = writeln!(
+            s,
+            "noise calibrated by {} ({} tensors); closest place to the line: {} (margin {})",
+            cal.path.display(),
+            cal.tensors,
+            cal.closest.as_deref().unwrap_or("-"),
+            cal.margin.map(|m| format!("{m:.1}x")).unwrap_or("-".into())
+        );
+    }
     let _ = writeln!(
         s,
         "read {} of {} tensor pairs ({})",
@@ -135,6 +152,9 @@ pub fn bisect_text(c: &Comparison, color: bool) -> String {
             c.unmatched_candidate.len()
         );
     }
-    let _ = color;
-    s
+    if color {
+        format!("\x1b[1m{s}\x1b[0m")
+    } else {
+        s
+    }
 }

@@ -213,10 +213,27 @@ pub fn summary(c: &Comparison, color: bool, shown: usize) -> String {
         Overall::Changed => "33",
         _ => "1;32",
     };
+    if let Some(cal) = &a.calibration {
+        let _ = writeln!(
+            s,
+            "noise calibrated by {} ({} tensors); closest place to the line: {} (margin {})",
+            cal.path.display(),
+            cal.tensors,
+            cal.closest.as_deref().unwrap_or("-"),
+            cal.margin.map(|m| format!("{m:.1}x")).unwrap_or("-".into())
+        );
+    }
     let _ = writeln!(s, "{}", paint(&a.summary, code, color));
     if let Some(f) = &a.first_divergence {
         if let Some(st) = &f.stack {
             let _ = writeln!(s, "  at {st}");
+        }
+        if let (Some(z), Some(p)) = (f.z_score, f.p_value) {
+            let _ = writeln!(
+                s,
+                "  its error ratio is {z:.1} robust standard deviations above the other places' \
+                 (one-sided p = {p:.1e})"
+            );
         }
     }
     s

@@ -33,10 +33,16 @@ struct Lazy<'a> {
     places: Vec<Vec<usize>>,
     cache: HashMap<usize, PairReport>,
     filter: Option<regex::Regex>,
+    calibration: Option<std::sync::Arc<super::calibrate::Calibration>>,
 }
 
 impl<'a> Lazy<'a> {
-    fn new(r: &'a Dump, d: &'a Dump, filter: Option<regex::Regex>) -> Self {
+    fn new(
+        r: &'a Dump,
+        d: &'a Dump,
+        filter: Option<regex::Regex>,
+        calibration: Option<std::sync::Arc<super::calibrate::Calibration>>,
+    ) -> Self {
         let al = align::align(r, d);
         let mut places: Vec<Vec<usize>> = Vec::new();
         let mut index: HashMap<&str, usize> = HashMap::new();
@@ -60,6 +66,7 @@ impl<'a> Lazy<'a> {
             places,
             cache: HashMap::new(),
             filter,
+            calibration,
         }
     }
 
@@ -186,7 +193,7 @@ fn elevated(p: &PairReport, u_run: f64, opts: &NoiseOptions) -> bool {
 /// Outcome of judging a stretch of places.
 enum Window {
     /// A place in the window introduces error.
-    Found(super::Divergence),
+    Found(Box<super::Divergence>),
     /// Nothing in the window, but a place in its warm-up does: look further back.
     Earlier,
     /// Nothing introduces error here.
@@ -199,28 +206,22 @@ fn judge_window(
     end: usize,
     o: &NoiseOptions,
     u_run: f64,
-    verdicts: &mut HashMap<String, Verdict>,
+    verdicts: &mut HashMap<String, (Verdict, f64)>,
     ranked: &mut Vec<Ranked>,
 ) -> Window {
-    let mut judge = Judge::new(o, u_run);
+    let mut judge = Judge::new(o, u_run, lz.calibration.clone());
     for k in start.saturating_sub(WARMUP)..end {
         let pairs = lz.place(k, true);
         let refs: Vec<&PairReport> = pairs.iter().collect();
         let j = judge.place(&refs);
-        if let Some((i, why)) = &j.reason {
-            if k < start {
+        if k < start {
+            if j.reason.is_some() {
                 return Window::Earlier;
             }
-            for (p, v) in pairs.iter().zip(&j.verdicts) {
-                verdicts.insert(p.name.clone(), *v);
-            }
-            return Window::Found(divergence(&pairs[*i], why, &j, &lz.r.stacks));
-        }
-        if k < start {
             continue;
         }
         for (p, v) in pairs.iter().zip(&j.verdicts) {
-            verdicts.insert(p.name.clone(), *v);
+            verdicts.insert(p.name.clone(), (*v, j.inherited));
         }
         if let (Some(e), Some(w)) = (j.out_err, j.worst) {
             ranked.push(Ranked {
@@ -232,6 +233,9 @@ fn judge_window(
                 added: e / j.inherited.max(j.expected).max(f64::MIN_POSITIVE),
                 verdict: j.verdicts.iter().copied().max().unwrap_or(Verdict::Ok),
             });
+        }
+        if let Some((i, why)) = &j.reason {
+            return Window::Found(Box::new(divergence(&pairs[*i], why, &j, &lz.r.stacks)));
         }
     }
     Window::Clean
@@ -253,7 +257,7 @@ pub fn run(
         c.analysis.method = "exhaustive".into();
         return Ok(c);
     }
-    let mut lz = Lazy::new(r, d, opts.filter.clone());
+    let mut lz = Lazy::new(r, d, opts.filter.clone(), opts.calibration.clone());
     let n = lz.places.len();
     let o = &opts.noise;
     let u_run = run_unit_roundoff(r, d, &lz.al, o.fp32_matmul);
@@ -291,7 +295,7 @@ pub fn run(
         loop {
             match judge_window(&mut lz, start, end, o, u_run, &mut verdicts, &mut ranked) {
                 Window::Found(f) => {
-                    first = Some(f);
+                    first = Some(*f);
                     break;
                 }
                 Window::Earlier | Window::Clean if start > 0 => {
@@ -306,7 +310,7 @@ pub fn run(
             if let Window::Found(f) =
                 judge_window(&mut lz, scanned_to, n, o, u_run, &mut verdicts, &mut ranked)
             {
-                first = Some(f);
+                first = Some(*f);
             }
         }
     }
@@ -317,22 +321,40 @@ pub fn run(
         .count();
     let total = lz.places.iter().map(Vec::len).sum();
     for p in lz.cache.values_mut() {
-        p.verdict = Some(verdicts.get(&p.name).copied().unwrap_or_else(|| {
-            let identical = p
-                .metrics
-                .as_ref()
-                .is_some_and(|m| m.max_abs_err == 0.0 && m.nonfinite_mismatch == 0);
-            if identical {
-                Verdict::Identical
-            } else {
-                Verdict::Ok
+        p.expected_err = pair_expected(p, o.fp32_matmul);
+        match verdicts.get(&p.name) {
+            Some(&(v, inherited)) => {
+                p.verdict = Some(v);
+                p.inherited_err = Some(inherited);
             }
-        }));
+            None => {
+                // Read by the search only: below the elevation line, so within noise.
+                let identical = p
+                    .metrics
+                    .as_ref()
+                    .is_some_and(|m| m.max_abs_err == 0.0 && m.nonfinite_mismatch == 0);
+                p.verdict = Some(if identical {
+                    Verdict::Identical
+                } else {
+                    Verdict::Ok
+                });
+            }
+        }
     }
     let mut pairs: Vec<PairReport> = lz.cache.values().cloned().collect();
     pairs.sort_by_key(|p| p.order);
     let mut analysis = summarize(&pairs, first, ranked, read, method);
     analysis.tensors_total = total;
+    if let Some(cal) = &lz.calibration {
+        let (margin, closest) =
+            super::calibrate::margin(&pairs, cal, o.noise_factor, o.amplification);
+        analysis.calibration = Some(super::calibrate::CalibrationSummary {
+            path: cal.path.clone(),
+            tensors: cal.errors.len(),
+            margin,
+            closest,
+        });
+    }
     let mode = d.task;
     Ok(lz.into_comparison(analysis, mode))
 }

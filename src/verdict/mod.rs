@@ -5,6 +5,7 @@
 //! factor. The method and its limits are written up in docs/divergence.md.
 
 pub mod bisect;
+pub mod calibrate;
 pub mod noise;
 
 use crate::compare::{Comparison, PairReport, Status};
@@ -86,6 +87,11 @@ pub struct Divergence {
     pub expected_err: f64,
     /// Largest error among its inputs, or of the preceding places.
     pub inherited_err: f64,
+    /// Robust z-score of its log error ratio (error / max(inherited, rounding)) among all
+    /// places judged.
+    pub z_score: Option<f64>,
+    /// One-sided p-value of that z-score under a normal model of the other places' ratios.
+    pub p_value: Option<f64>,
 }
 
 /// A place ranked by how much error it adds.
@@ -130,6 +136,8 @@ pub struct Analysis {
     pub errors: usize,
     /// Method used (`exhaustive`, `bisect`, `baseline`).
     pub method: String,
+    /// What the `--noise` calibration run showed, when one was given.
+    pub calibration: Option<calibrate::CalibrationSummary>,
 }
 
 /// Error measure of a pair: relative L2 error, or the lower bound from recorded norms.
@@ -251,14 +259,22 @@ pub struct Judge {
     /// Unit roundoff of the run's coarsest precision: the noise scale of statistics-only pairs,
     /// whose inputs' norm bounds say little about the inputs' true error.
     run_roundoff: f64,
+    /// Observed clean error per tensor (`--noise`).
+    calibration: Option<std::sync::Arc<calibrate::Calibration>>,
 }
 
 impl Judge {
-    /// A judge with these options, for a run whose coarsest unit roundoff is `run_roundoff`.
-    pub fn new(opts: &NoiseOptions, run_roundoff: f64) -> Self {
+    /// A judge with these options, for a run whose coarsest unit roundoff is `run_roundoff`,
+    /// with an optional calibration run's observed errors.
+    pub fn new(
+        opts: &NoiseOptions,
+        run_roundoff: f64,
+        calibration: Option<std::sync::Arc<calibrate::Calibration>>,
+    ) -> Self {
         Judge {
             opts: opts.clone(),
             run_roundoff,
+            calibration,
             ..Default::default()
         }
     }
@@ -344,12 +360,17 @@ impl Judge {
                     Verdict::Drift
                 }
             } else if let Some(e) = err {
+                let calibrated = self
+                    .calibration
+                    .as_ref()
+                    .map_or(0.0, |c| c.allowance(&p.name));
                 let noise = if p.status == Status::Statistics {
                     // Recorded statistics are float32 numbers with rounding of their own.
                     (o.stats_noise_factor * u.max(self.run_roundoff)).max(STATS_FLOOR)
                 } else {
                     o.noise_factor * u
-                };
+                }
+                .max(calibrated);
                 if is_out && is_float_pair(p) {
                     let allowed = noise.max(o.amplification * inherited);
                     if e > allowed {
@@ -481,9 +502,18 @@ pub fn run_roundoff(pairs: &[PairReport], mode: Fp32Matmul) -> f64 {
 }
 
 /// Judges every place of a comparison in execution order (the exhaustive method).
-pub fn judge(c: &mut Comparison, opts: &NoiseOptions, stacks: HashMap<String, String>) {
+pub fn judge(
+    c: &mut Comparison,
+    opts: &NoiseOptions,
+    calibration: Option<std::sync::Arc<calibrate::Calibration>>,
+    stacks: HashMap<String, String>,
+) {
     let groups = places(&c.pairs);
-    let mut judge = Judge::new(opts, run_roundoff(&c.pairs, opts.fp32_matmul));
+    let mut judge = Judge::new(
+        opts,
+        run_roundoff(&c.pairs, opts.fp32_matmul),
+        calibration.clone(),
+    );
     let mut first = None;
     let mut ranked = Vec::new();
     for g in &groups {
@@ -519,6 +549,16 @@ pub fn judge(c: &mut Comparison, opts: &NoiseOptions, stacks: HashMap<String, St
         .filter(|p| p.status == Status::Compared)
         .count();
     c.analysis = summarize(&c.pairs, first, ranked, read, "exhaustive");
+    if let Some(cal) = calibration {
+        let (margin, closest) =
+            calibrate::margin(&c.pairs, &cal, opts.noise_factor, opts.amplification);
+        c.analysis.calibration = Some(calibrate::CalibrationSummary {
+            path: cal.path.clone(),
+            tensors: cal.errors.len(),
+            margin,
+            closest,
+        });
+    }
 }
 
 /// Builds the divergence record for pair `p` of a place judged by `j`.
@@ -539,13 +579,15 @@ pub fn divergence(
         rel_l2_err: pair_err(p).unwrap_or(f64::NAN),
         expected_err: j.expected,
         inherited_err: j.inherited,
+        z_score: None,
+        p_value: None,
     }
 }
 
 /// The analysis record from judged pairs.
 pub fn summarize(
     pairs: &[PairReport],
-    first: Option<Divergence>,
+    mut first: Option<Divergence>,
     mut ranked: Vec<Ranked>,
     tensors_read: usize,
     method: &str,
@@ -560,6 +602,21 @@ pub fn summarize(
         .iter()
         .filter(|p| matches!(p.status, Status::Error | Status::ShapeMismatch))
         .count();
+    if let Some(f) = first.as_mut() {
+        let logs: Vec<f64> = ranked
+            .iter()
+            .filter(|r| r.added > 0.0 && r.added.is_finite())
+            .map(|r| r.added.ln())
+            .collect();
+        let x = ranked
+            .iter()
+            .find(|r| r.name == f.name)
+            .map(|r| r.added.ln());
+        if let Some((z, p)) = x.and_then(|x| calibrate::outlier_test(&logs, x)) {
+            f.z_score = Some(z);
+            f.p_value = Some(p);
+        }
+    }
     ranked.sort_by(|a, b| b.added.total_cmp(&a.added));
     ranked.truncate(10);
     let coarsest = pairs
@@ -615,5 +672,6 @@ pub fn summarize(
         counts,
         errors,
         method: method.to_string(),
+        calibration: None,
     }
 }
