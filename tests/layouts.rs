@@ -187,3 +187,79 @@ fn native_layout_reads_raw_tensors_in_their_own_dtype() {
         "{e}"
     );
 }
+
+/// Writes an `.npy` (version 1.0, C order) holding `t`'s elements.
+fn write_npy(path: &std::path::Path, t: &driftscope::dump::Tensor) {
+    let descr = match t.dtype {
+        driftscope::dump::DType::Float32 => "<f4",
+        driftscope::dump::DType::Float16 => "<f2",
+        driftscope::dump::DType::Int64 => "<i8",
+        driftscope::dump::DType::Bool => "|b1",
+        other => panic!("no npy dtype for {other}"),
+    };
+    let shape: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
+    let shape = match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!("({})", shape.join(", ")),
+    };
+    let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    b.extend_from_slice(h.as_bytes());
+    b.extend_from_slice(&t.data);
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn mindspore_style_npy_tensor_files_compare_like_pt() {
+    // The fault run re-saved as MindSpore does (np.save per tensor, data_name *.npy).
+    let src = open(&llama("cuda_fp16_fault_silu_l1"));
+    let dir = tempfile::tempdir().unwrap();
+    let proc = dir.path().join("step0/rank0");
+    std::fs::create_dir_all(proc.join("dump_tensor_data")).unwrap();
+    for e in &src.entries {
+        let t = src.load(e).unwrap();
+        write_npy(
+            &proc
+                .join("dump_tensor_data")
+                .join(format!("{}.npy", e.name)),
+            &t,
+        );
+    }
+    let json_src = std::fs::read_dir(llama("cuda_fp16_fault_silu_l1").join("step0"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("dump.json");
+    let text = std::fs::read_to_string(json_src)
+        .unwrap()
+        .replace(".pt\"", ".npy\"");
+    std::fs::write(proc.join("dump.json"), text).unwrap();
+    // Point at the dump.json itself, and at the step folder.
+    for path in [proc.join("dump.json"), dir.path().join("step0")] {
+        let d = open(&path);
+        assert_eq!(d.format, Format::Msprobe);
+        let c = compare(
+            &open(&llama("cpu_fp32")),
+            &d,
+            &CompareOptions::default(),
+            &|| {},
+        );
+        assert!(c.pairs.iter().all(|p| p.status == Status::Compared));
+        assert_eq!(
+            c.analysis
+                .first_divergence
+                .as_ref()
+                .map(|f| f.name.as_str()),
+            Some("Functional.silu.1.forward")
+        );
+        let same = compare(&src, &d, &CompareOptions::default(), &|| {});
+        assert_eq!(same.analysis.overall, Overall::Identical);
+    }
+}
