@@ -21,6 +21,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// Find the first place where DEV departs from REF beyond noise, reading few tensors.
     Bisect(BisectArgs),
+    /// Recompute API calls in float64 from a dump's own inputs: is the op wrong, or inherited?
+    Replay(ReplayArgs),
 }
 
 /// How to read the two dumps.
@@ -89,6 +91,31 @@ pub struct BisectArgs {
     /// Never colour the output.
     #[arg(long)]
     pub no_color: bool,
+    /// Replay the first divergence and the top ranked places in float64 (docs/replay.md).
+    #[arg(long)]
+    pub replay: bool,
+}
+
+/// `driftscope replay`.
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Device dump (msprobe, API level).
+    pub device: PathBuf,
+    /// Reference dump: replay the same calls there too.
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// Call(s) to replay (`Functional.silu.1.forward`); repeatable.
+    #[arg(long, value_name = "CALL", required_unless_present = "all")]
+    pub at: Vec<String>,
+    /// Replay every call of the dump.
+    #[arg(long, conflicts_with = "at")]
+    pub all: bool,
+    /// Write `{"calls": [...]}` here.
+    #[arg(long, value_name = "OUT.json")]
+    pub json: Option<PathBuf>,
+    /// Follow symlinks inside a dump that point outside it.
+    #[arg(long)]
+    pub allow_symlinks: bool,
 }
 
 fn parse_dtype(s: &str) -> Result<DType, String> {

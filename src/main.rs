@@ -3,9 +3,10 @@
 
 use anyhow::Context;
 use clap::Parser;
-use driftscope::cli::{BisectArgs, Cli, Command, CompareArgs, DumpArgs};
+use driftscope::cli::{BisectArgs, Cli, Command, CompareArgs, DumpArgs, ReplayArgs};
 use driftscope::compare::{compare, CompareOptions, Comparison, Status};
 use driftscope::dump::{Dump, OpenOptions};
+use driftscope::replay;
 use driftscope::report::{self, table, Exporter};
 use driftscope::verdict::calibrate::Calibration;
 use driftscope::verdict::NoiseOptions;
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Compare(a) => run_compare(a),
         Command::Bisect(a) => run_bisect(a),
+        Command::Replay(a) => run_replay(a),
     };
     match result {
         Ok(code) => code,
@@ -121,9 +123,65 @@ fn run_bisect(a: BisectArgs) -> anyhow::Result<ExitCode> {
     };
     let c = driftscope::verdict::bisect::run(&r, &d, baseline.as_ref(), &opts, a.exhaustive)?;
     let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
+    let replayed = if a.replay {
+        Some(replay_suspects(&r, &d, &c)?)
+    } else {
+        None
+    };
     if let Some(p) = &a.json {
-        report::write_atomic(p, &report::json::Json.serialize(&c)?, &inputs)?;
+        let mut bytes = report::json::Json.serialize(&c)?;
+        if let Some(rep) = &replayed {
+            let mut v: serde_json::Value = serde_json::from_slice(&bytes)?;
+            v["replay"] = serde_json::to_value(rep)?;
+            bytes = serde_json::to_vec_pretty(&v)?;
+        }
+        report::write_atomic(p, &bytes, &inputs)?;
     }
     print!("{}", driftscope::report::bisect_text(&c, color(a.no_color)));
+    if let Some(rep) = &replayed {
+        print!(
+            "\nreplay (float64, from each side's own inputs):\n{}",
+            replay::render(rep)
+        );
+    }
     Ok(input_errors(&c))
+}
+
+/// `bisect --replay`: the first divergence and the top ranked places, replayed.
+fn replay_suspects(r: &Dump, d: &Dump, c: &Comparison) -> anyhow::Result<replay::ReplayReport> {
+    let mut places: Vec<String> = Vec::new();
+    let first = c.analysis.first_divergence.iter().map(|f| &f.name);
+    for p in first.chain(c.analysis.ranked.iter().take(5).map(|x| &x.name)) {
+        if !places.contains(p) {
+            places.push(p.clone());
+        }
+    }
+    if places.is_empty() {
+        return Ok(replay::ReplayReport::default());
+    }
+    let (ds, rs) = (replay::Side::new(d)?, replay::Side::new(r)?);
+    Ok(replay::replay(&ds, Some(&rs), &places))
+}
+
+fn run_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let o = OpenOptions {
+        allow_symlinks: a.allow_symlinks,
+        ..OpenOptions::default()
+    };
+    let d = Dump::open(&a.device, &o)?;
+    let r = a
+        .reference
+        .as_ref()
+        .map(|p| Dump::open(p, &o))
+        .transpose()?;
+    let ds = replay::Side::new(&d)?;
+    let rs = r.as_ref().map(replay::Side::new).transpose()?;
+    let rep = replay::replay(&ds, rs.as_ref(), if a.all { &[] } else { &a.at });
+    if let Some(p) = &a.json {
+        let mut inputs = vec![a.device.clone()];
+        inputs.extend(a.reference.clone());
+        report::write_atomic(p, &serde_json::to_vec_pretty(&rep)?, &inputs)?;
+    }
+    print!("{}", replay::render(&rep));
+    Ok(ExitCode::SUCCESS)
 }

@@ -202,6 +202,26 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
     })
 }
 
+/// The raw `data` records of a `dump.json` (Python's NaN/Infinity quoted), keyed by place.
+/// Entries skip non-tensor arguments (ints, floats, bools, dtypes); replay needs them.
+pub fn raw_records(dump_json: &Path) -> Result<serde_json::Map<String, Value>> {
+    let bytes = std::fs::read(dump_json).map_err(|e| DumpError::new(dump_json, e.into()))?;
+    let doc: Value = serde_json::from_slice(&quote_nonfinite(&bytes))
+        .map_err(|e| DumpError::new(dump_json, ErrorKind::Json(e.to_string())))?;
+    match doc {
+        Value::Object(mut o) => match o.remove("data") {
+            Some(Value::Object(d)) => Ok(d),
+            _ => err(dump_json, ErrorKind::Json("no `data` object".into())),
+        },
+        _ => err(dump_json, ErrorKind::Json("not an object".into())),
+    }
+}
+
+/// The raw record of one place (`Functional.silu.1.forward`), `None` when the dump has none.
+pub fn raw_record(dump_json: &Path, place: &str) -> Result<Option<Value>> {
+    Ok(raw_records(dump_json)?.remove(place))
+}
+
 struct Walk<'a> {
     json_path: &'a Path,
     data_dir: &'a Path,

@@ -1,0 +1,213 @@
+//! Reductions and normalisations: mean/sum, softmax, log_softmax, layer_norm, rms_norm.
+
+use super::args::norm_dim;
+use super::elementwise::binary;
+use super::{Call, R};
+use crate::dump::DType;
+use ndarray::{ArrayD, Axis, IxDyn};
+
+/// Softmax (or log-softmax) along `dim`; a lane of all `-inf` gives NaN, as in torch.
+pub fn softmax(x: &ArrayD<f64>, dim: usize, log: bool) -> ArrayD<f64> {
+    let mut y = x.clone();
+    if y.ndim() == 0 {
+        y.mapv_inplace(|v| {
+            let one = if v.is_finite() { 1.0 } else { f64::NAN };
+            if log {
+                one.ln()
+            } else {
+                one
+            }
+        });
+        return y;
+    }
+    for mut lane in y.lanes_mut(Axis(dim)) {
+        let m = lane.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let s: f64 = lane.iter().map(|&v| (v - m).exp()).sum();
+        if log {
+            let ls = s.ln();
+            lane.mapv_inplace(|v| v - m - ls);
+        } else {
+            lane.mapv_inplace(|v| (v - m).exp() / s);
+        }
+    }
+    y
+}
+
+/// Mean or sum over `dims` (all when `None`).
+pub fn reduce(x: &ArrayD<f64>, dims: Option<&[i64]>, keepdim: bool, mean: bool) -> R<ArrayD<f64>> {
+    let nd = x.ndim();
+    let mut axes: Vec<usize> = match dims {
+        None => (0..nd).collect(),
+        Some([]) => (0..nd).collect(),
+        Some(d) => d.iter().map(|&d| norm_dim(d, nd)).collect::<R<_>>()?,
+    };
+    axes.sort_unstable();
+    axes.dedup();
+    if nd == 0 {
+        return Ok(x.clone());
+    }
+    let mut y = x.clone();
+    for &a in axes.iter().rev() {
+        let n = y.shape()[a] as f64;
+        let s = y.sum_axis(Axis(a));
+        y = if mean { s.mapv(|v| v / n) } else { s };
+        if keepdim {
+            y = y.insert_axis(Axis(a));
+        }
+    }
+    Ok(y)
+}
+
+/// Normalises over the last `k` dimensions: `(x - mean) / sqrt(var + eps)` (layer norm) or
+/// `x / sqrt(mean(x^2) + eps)` (RMS norm), then `* weight + bias`.
+pub fn normalize_last(
+    x: &ArrayD<f64>,
+    k: usize,
+    eps: f64,
+    rms: bool,
+    weight: Option<&ArrayD<f64>>,
+    bias: Option<&ArrayD<f64>>,
+) -> R<ArrayD<f64>> {
+    if k == 0 || k > x.ndim() {
+        return Err(format!(
+            "normalized_shape of {k} dims for a {}-d input",
+            x.ndim()
+        ));
+    }
+    let m: usize = x.shape()[x.ndim() - k..].iter().product();
+    let rows = x.len() / m.max(1);
+    let flat = x
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order(IxDyn(&[rows, m]))
+        .map_err(|e| e.to_string())?;
+    let mut y = flat.clone();
+    for mut row in y.lanes_mut(Axis(1)) {
+        let n = m as f64;
+        let (mean, var) = if rms {
+            (0.0, row.iter().map(|v| v * v).sum::<f64>() / n)
+        } else {
+            let mu = row.iter().sum::<f64>() / n;
+            (mu, row.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / n)
+        };
+        let inv = 1.0 / (var + eps).sqrt();
+        row.mapv_inplace(|v| (v - mean) * inv);
+    }
+    let mut y = y
+        .into_shape_with_order(IxDyn(x.shape()))
+        .map_err(|e| e.to_string())?;
+    if let Some(w) = weight {
+        y = binary(&y, w, |p, q| p * q)?;
+    }
+    if let Some(b) = bias {
+        y = binary(&y, b, |p, q| p + q)?;
+    }
+    Ok(y)
+}
+
+fn softmax_dim(call: &Call, ndim: usize) -> R<usize> {
+    match call.opt_i64(1, "dim")? {
+        Some(d) => norm_dim(d, ndim),
+        // torch's legacy implicit dim (_get_softmax_dim)
+        None => Ok(if matches!(ndim, 0 | 1 | 3) { 0 } else { 1 }),
+    }
+}
+
+/// `torch.finfo(dtype).eps`, rms_norm's default epsilon.
+fn finfo_eps(d: DType) -> R<f64> {
+    Ok(match d {
+        DType::Float64 => f64::EPSILON,
+        DType::Float32 => f32::EPSILON as f64,
+        DType::Float16 => 2f64.powi(-10),
+        DType::Bfloat16 => 2f64.powi(-7),
+        d => return Err(format!("rms_norm on {} input", d.name())),
+    })
+}
+
+/// Replays `op` when it is a reduction or normalisation.
+pub fn dispatch(op: &str, call: &Call) -> Option<R<ArrayD<f64>>> {
+    Some(match op {
+        "softmax" | "log_softmax" | "_softmax" | "_log_softmax" => (|| {
+            // Functional: (input, dim, _stacklevel, dtype); Tensor/Torch: (input, dim, dtype)
+            call.only_kwargs(&["dim", "dtype", "_stacklevel"])?;
+            call.at_most_args(4)?;
+            let x = &call.tensor(0, "input")?.data;
+            let d = softmax_dim(call, x.ndim())?;
+            Ok(softmax(x, d, op.contains("log")))
+        })(),
+        "mean" | "sum" => (|| {
+            call.only_kwargs(&["dim", "keepdim", "dtype", "axis"])?;
+            call.at_most_args(3)?;
+            let x = &call.tensor(0, "input")?.data;
+            let dims = call.opt_ints(1, "dim")?;
+            let keep = call.opt_bool(2, "keepdim")?.unwrap_or(false);
+            reduce(x, dims.as_deref(), keep, op == "mean")
+        })(),
+        "layer_norm" => (|| {
+            call.only_kwargs(&["normalized_shape", "weight", "bias", "eps"])?;
+            call.at_most_args(5)?;
+            let x = &call.tensor(0, "input")?.data;
+            let shape = call
+                .opt_ints(1, "normalized_shape")?
+                .ok_or("layer_norm without normalized_shape")?;
+            let w = call.opt_tensor(2, "weight")?.map(|t| &t.data);
+            let b = call.opt_tensor(3, "bias")?.map(|t| &t.data);
+            let eps = call.opt_f64(4, "eps")?.unwrap_or(1e-5);
+            normalize_last(x, shape.len(), eps, false, w, b)
+        })(),
+        "rms_norm" => (|| {
+            call.only_kwargs(&["normalized_shape", "weight", "eps"])?;
+            call.at_most_args(4)?;
+            let xt = call.tensor(0, "input")?;
+            let shape = call
+                .opt_ints(1, "normalized_shape")?
+                .ok_or("rms_norm without normalized_shape")?;
+            let w = call.opt_tensor(2, "weight")?.map(|t| &t.data);
+            let eps = match call.opt_f64(3, "eps")? {
+                Some(e) => e,
+                None => finfo_eps(xt.dtype)?,
+            };
+            normalize_last(&xt.data, shape.len(), eps, true, w, None)
+        })(),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arr(shape: &[usize], v: Vec<f64>) -> ArrayD<f64> {
+        ArrayD::from_shape_vec(IxDyn(shape), v).unwrap()
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one_and_log_matches() {
+        let x = arr(&[2, 3], vec![1.0, 2.0, 3.0, f64::NEG_INFINITY, 0.0, 0.0]);
+        let s = softmax(&x, 1, false);
+        assert!((s.index_axis(Axis(0), 0).sum() - 1.0).abs() < 1e-15);
+        assert_eq!(s[[1, 0]], 0.0);
+        assert_eq!(s[[1, 1]], 0.5);
+        let l = softmax(&x, 1, true);
+        assert!((l[[0, 2]] - s[[0, 2]].ln()).abs() < 1e-15);
+    }
+
+    #[test]
+    fn layer_norm_and_rms_norm() {
+        let x = arr(&[1, 4], vec![1.0, 2.0, 3.0, 4.0]);
+        let y = normalize_last(&x, 1, 0.0, false, None, None).unwrap();
+        // mean 2.5, var 1.25
+        assert!((y[[0, 0]] + 1.5 / 1.25f64.sqrt()).abs() < 1e-15);
+        let r = normalize_last(&x, 1, 0.0, true, None, None).unwrap();
+        assert!((r[[0, 3]] - 4.0 / 7.5f64.sqrt()).abs() < 1e-15);
+    }
+
+    #[test]
+    fn mean_keepdim() {
+        let x = arr(&[2, 2], vec![1.0, 2.0, 3.0, 5.0]);
+        let m = reduce(&x, Some(&[-1]), true, true).unwrap();
+        assert_eq!(m.shape(), &[2, 1]);
+        assert_eq!(m[[1, 0]], 4.0);
+        assert_eq!(reduce(&x, None, false, false).unwrap().sum(), 11.0);
+    }
+}
