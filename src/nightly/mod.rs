@@ -168,7 +168,7 @@ pub struct CheckReport {
     pub new_places: Vec<String>,
     /// Baseline places missing from this run.
     pub vanished_places: Vec<String>,
-    /// Places adding the most error.
+    /// Places adding the most error (ignored ones left out).
     pub ranked: Vec<Ranked>,
     /// The last place in execution order: the model's output.
     pub final_output: Option<String>,
@@ -438,6 +438,13 @@ pub fn check(
         });
     }
     let passed = run_failures.is_empty() && places.iter().all(|p| p.failures.is_empty());
+    let ranked = c
+        .analysis
+        .ranked
+        .iter()
+        .filter(|k| !places.iter().any(|p| p.ignored && p.name == k.name))
+        .cloned()
+        .collect();
     CheckReport {
         passed,
         overall: c.analysis.overall,
@@ -448,7 +455,7 @@ pub fn check(
         run_failures,
         new_places,
         vanished_places,
-        ranked: c.analysis.ranked.clone(),
+        ranked,
         reference: c.reference.path.display().to_string(),
         candidate: c.candidate.path.display().to_string(),
     }
