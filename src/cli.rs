@@ -23,6 +23,12 @@ pub enum Command {
     Bisect(BisectArgs),
     /// Recompute API calls in float64 from a dump's own inputs: is the op wrong, or inherited?
     Replay(ReplayArgs),
+    /// Nightly check: exit 0 pass, 1 accuracy regression, 2 usage or input error.
+    Check(CheckArgs),
+    /// Accept a run as the new baseline (metrics only, JSON).
+    Baseline(BaselineArgs),
+    /// Plot a `check --history` file: trend.html plus .png and .svg next to it.
+    Trend(TrendArgs),
 }
 
 /// How to read the two dumps.
@@ -116,6 +122,68 @@ pub struct ReplayArgs {
     /// Follow symlinks inside a dump that point outside it.
     #[arg(long)]
     pub allow_symlinks: bool,
+}
+
+/// `driftscope check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The dumps.
+    #[command(flatten)]
+    pub dumps: DumpArgs,
+    /// A baseline written by `driftscope baseline`: fail where a place regresses beyond it.
+    #[arg(long, value_name = "BASELINE.json")]
+    pub baseline: Option<PathBuf>,
+    /// Limits, overrides, ignored places, coverage, noise model (docs/nightly.md).
+    #[arg(long, value_name = "driftscope.toml")]
+    pub config: Option<PathBuf>,
+    /// Write JUnit XML here.
+    #[arg(long, value_name = "OUT.xml")]
+    pub junit: Option<PathBuf>,
+    /// Write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).
+    #[arg(long, value_name = "OUT.md")]
+    pub markdown: Option<PathBuf>,
+    /// Write the JSON comparison report here (docs/report-schema.md).
+    #[arg(long, value_name = "OUT.json")]
+    pub json: Option<PathBuf>,
+    /// Append one JSON line for this run to this history file.
+    #[arg(long, value_name = "H.jsonl")]
+    pub history: Option<PathBuf>,
+    /// Build or run id recorded in the history.
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+    /// Link to the full report in the Markdown summary (default: the --json path).
+    #[arg(long, value_name = "URL")]
+    pub report_url: Option<String>,
+}
+
+/// `driftscope baseline`.
+#[derive(Args, Debug)]
+pub struct BaselineArgs {
+    /// The dumps.
+    #[command(flatten)]
+    pub dumps: DumpArgs,
+    /// Where to write the baseline.
+    #[arg(short, long, value_name = "BASELINE.json")]
+    pub output: PathBuf,
+    /// Config whose noise-model options to use (as `check --config`).
+    #[arg(long, value_name = "driftscope.toml")]
+    pub config: Option<PathBuf>,
+}
+
+/// `driftscope trend`.
+#[derive(Args, Debug)]
+pub struct TrendArgs {
+    /// History written by `check --history`.
+    pub history: PathBuf,
+    /// The HTML page to write; .png and .svg are written next to it.
+    #[arg(short, long, value_name = "trend.html")]
+    pub output: PathBuf,
+    /// Places to plot besides the final output (repeatable; default: the worst ones).
+    #[arg(long, value_name = "PLACE")]
+    pub place: Vec<String>,
+    /// Without --place: plot this many places with the largest error in the latest run.
+    #[arg(long, default_value_t = 3)]
+    pub top: usize,
 }
 
 fn parse_dtype(s: &str) -> Result<DType, String> {

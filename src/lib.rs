@@ -13,6 +13,7 @@ pub mod cli;
 pub mod compare;
 pub mod dump;
 pub mod metrics;
+pub mod nightly;
 pub mod progress;
 pub mod replay;
 pub mod report;

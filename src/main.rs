@@ -3,9 +3,12 @@
 
 use anyhow::Context;
 use clap::Parser;
-use driftscope::cli::{BisectArgs, Cli, Command, CompareArgs, DumpArgs, ReplayArgs};
+use driftscope::cli::{
+    BaselineArgs, BisectArgs, CheckArgs, Cli, Command, CompareArgs, DumpArgs, ReplayArgs, TrendArgs,
+};
 use driftscope::compare::{compare, CompareOptions, Comparison, Status};
 use driftscope::dump::{Dump, OpenOptions};
+use driftscope::nightly::{self, baseline::Baseline, config::Config, history, trend::Trend};
 use driftscope::replay;
 use driftscope::report::{self, table, Exporter};
 use driftscope::verdict::calibrate::Calibration;
@@ -19,12 +22,15 @@ fn main() -> ExitCode {
         Command::Compare(a) => run_compare(a),
         Command::Bisect(a) => run_bisect(a),
         Command::Replay(a) => run_replay(a),
+        Command::Check(a) => run_check(a),
+        Command::Baseline(a) => run_baseline(a),
+        Command::Trend(a) => run_trend(a),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("driftscope: error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(nightly::EXIT_INPUT)
         }
     }
 }
@@ -183,5 +189,108 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         report::write_atomic(p, &serde_json::to_vec_pretty(&rep)?, &inputs)?;
     }
     print!("{}", replay::render(&rep));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens and compares the dumps for `check`/`baseline` with the config's noise options.
+/// `Err(code)` when a pair could not be read (input errors win over everything else).
+fn nightly_compare(
+    a: &DumpArgs,
+    cfg: &Config,
+) -> anyhow::Result<Result<(Comparison, NoiseOptions), ExitCode>> {
+    let (r, d) = open_both(a)?;
+    let mut opts = compare_options(a, &r)?;
+    opts.noise = cfg.noise_options(a.fp32_matmul);
+    let bar = driftscope::progress::bar(r.entries.len() as u64, "comparing");
+    let c = compare(&r, &d, &opts, &|| bar.inc(1));
+    bar.finish_and_clear();
+    let code = input_errors(&c);
+    if code != ExitCode::SUCCESS {
+        return Ok(Err(code));
+    }
+    Ok(Ok((c, opts.noise)))
+}
+
+fn load_config(p: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    p.map(Config::load)
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
+fn run_check(a: CheckArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(a.config.as_deref())?.compile()?;
+    let baseline = a.baseline.as_deref().map(Baseline::load).transpose()?;
+    let (c, noise) = match nightly_compare(&a.dumps, &cfg.config)? {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    let r = nightly::check(&c, &cfg, &noise, baseline.as_ref());
+    let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
+    if let Some(p) = &a.json {
+        report::write_atomic(p, &report::json::Json.serialize(&c)?, &inputs)?;
+    }
+    if let Some(p) = &a.junit {
+        let stamp = nightly::utc_now().trim_end_matches('Z').to_string();
+        let base = a.baseline.as_ref().map(|b| b.display().to_string());
+        let xml = nightly::junit::render(&r, &cfg, base.as_deref(), &stamp);
+        report::write_atomic(p, xml.as_bytes(), &inputs)?;
+    }
+    if let Some(p) = &a.markdown {
+        let link = a
+            .report_url
+            .clone()
+            .or_else(|| a.json.as_ref().map(|j| j.display().to_string()));
+        let md = nightly::markdown::render(&r, link.as_deref());
+        report::write_atomic(p, md.as_bytes(), &inputs)?;
+    }
+    if let Some(p) = &a.history {
+        let line = history::Record::of(&r, a.run_id.as_deref());
+        report::write_atomic(p, &history::appended(p, &line)?, &inputs)?;
+    }
+    print!("{}", r.text());
+    Ok(ExitCode::from(r.exit_code()))
+}
+
+fn run_baseline(a: BaselineArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(a.config.as_deref())?;
+    let (c, _) = match nightly_compare(&a.dumps, &cfg)? {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    if let Some(f) = &c.analysis.first_divergence {
+        eprintln!(
+            "driftscope: warning: accepting a run that diverges at {} as the baseline",
+            f.name
+        );
+    }
+    let b = Baseline::from_comparison(&c);
+    let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
+    report::write_atomic(&a.output, &b.to_json()?, &inputs)?;
+    println!(
+        "wrote baseline {} ({} places; {})",
+        a.output.display(),
+        b.places.len(),
+        c.analysis.summary
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_trend(a: TrendArgs) -> anyhow::Result<ExitCode> {
+    let runs = history::load(&a.history)?;
+    if runs.is_empty() {
+        anyhow::bail!("history {} holds no runs", a.history.display());
+    }
+    let t = Trend::new(&runs, &a.place, a.top);
+    report::write_atomic(&a.output, t.html().as_bytes(), &[])?;
+    report::write_atomic(&a.output.with_extension("svg"), t.svg()?.as_bytes(), &[])?;
+    report::write_atomic(&a.output.with_extension("png"), &t.png()?, &[])?;
+    println!(
+        "wrote {} and its .png/.svg ({} runs{})",
+        a.output.display(),
+        runs.len(),
+        t.regression_start
+            .map(|i| format!("; regression started at {}", t.labels[i]))
+            .unwrap_or_default()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -85,11 +85,9 @@ impl fmt::Display for DumpError {
     }
 }
 
-impl std::error::Error for DumpError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.kind)
-    }
-}
+/// The message already holds the kind (and an I/O error's text), so no source is chained: a
+/// chain would print the same cause twice.
+impl std::error::Error for DumpError {}
 
 /// Result of a dump reader.
 pub type Result<T> = std::result::Result<T, DumpError>;
