@@ -7,12 +7,14 @@
 //! - [`compare`]: the comparison of two dumps.
 //! - [`verdict`]: the noise model, verdicts and first-divergence bisection.
 //! - [`report`]: table, JSON, CSV outputs.
+//! - [`plot`]: drift plots (PNG, SVG) and the interactive HTML report.
 
 pub mod align;
 pub mod cli;
 pub mod compare;
 pub mod dump;
 pub mod metrics;
+pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod verdict;

@@ -3,11 +3,12 @@
 
 use anyhow::Context;
 use clap::Parser;
-use driftscope::cli::{BisectArgs, Cli, Command, CompareArgs, DumpArgs};
+use driftscope::cli::{BisectArgs, Cli, Command, CompareArgs, DumpArgs, PlotArgs, ReportArgs};
 use driftscope::compare::{compare, CompareOptions, Comparison, Status};
 use driftscope::dump::{Dump, OpenOptions};
+use driftscope::plot::{self, Run};
 use driftscope::report::{self, table, Exporter};
-use driftscope::verdict::NoiseOptions;
+use driftscope::verdict::{Fp32Matmul, NoiseOptions};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -16,6 +17,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Compare(a) => run_compare(a),
         Command::Bisect(a) => run_bisect(a),
+        Command::Report(a) => run_report(a),
+        Command::Plot(a) => run_plot(a),
     };
     match result {
         Ok(code) => code,
@@ -38,15 +41,17 @@ fn open_both(a: &DumpArgs) -> anyhow::Result<(Dump, Dump)> {
 }
 
 fn compare_options(a: &DumpArgs) -> anyhow::Result<CompareOptions> {
+    options(a.filter.as_deref(), a.fp32_matmul)
+}
+
+fn options(filter: Option<&str>, fp32_matmul: Fp32Matmul) -> anyhow::Result<CompareOptions> {
     Ok(CompareOptions {
-        filter: a
-            .filter
-            .as_deref()
+        filter: filter
             .map(regex::Regex::new)
             .transpose()
             .context("--filter is not a valid regular expression")?,
         noise: NoiseOptions {
-            fp32_matmul: a.fp32_matmul,
+            fp32_matmul,
             ..NoiseOptions::default()
         },
     })
@@ -121,4 +126,91 @@ fn run_bisect(a: BisectArgs) -> anyhow::Result<ExitCode> {
     }
     print!("{}", driftscope::report::bisect_text(&c, color(a.no_color)));
     Ok(input_errors(&c))
+}
+
+/// Legend label of a dump: its folder or file name.
+fn label(p: &std::path::Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+fn run_report(a: ReportArgs) -> anyhow::Result<ExitCode> {
+    let o = OpenOptions {
+        format: a.format,
+        npy_dtype: a.npy_dtype,
+        allow_symlinks: a.allow_symlinks,
+    };
+    let opts = options(a.filter.as_deref(), a.fp32_matmul)?;
+    let r = Dump::open(&a.reference, &o)?;
+    let devs = a
+        .candidates
+        .iter()
+        .map(|p| Dump::open(p, &o))
+        .collect::<Result<Vec<_>, _>>()?;
+    let base = a.baseline.as_ref().map(|p| Dump::open(p, &o)).transpose()?;
+    let mut runs = Vec::new();
+    let mut used: Vec<&Dump> = Vec::new();
+    for (p, d) in a.candidates.iter().zip(&devs) {
+        let c = driftscope::verdict::bisect::run(&r, d, base.as_ref(), &opts, true)?;
+        runs.push(Run {
+            label: label(p),
+            comparison: c,
+        });
+        used.push(d);
+    }
+    if let (Some(p), Some(b)) = (&a.baseline, &base) {
+        runs.push(Run {
+            label: format!("{} (baseline)", label(p)),
+            comparison: compare(&r, b, &opts, &|| {}),
+        });
+        used.push(b);
+    }
+    let mut inputs = vec![a.reference.clone()];
+    inputs.extend(a.candidates.iter().cloned());
+    inputs.extend(a.baseline.iter().cloned());
+    let html = plot::html::render(&r, &runs, &used)?;
+    report::write_atomic(&a.out.join("index.html"), html.as_bytes(), &inputs)?;
+    report::write_atomic(&a.out.join("drift.png"), &plot::drift::png(&runs)?, &inputs)?;
+    report::write_atomic(
+        &a.out.join("drift.svg"),
+        plot::drift::svg(&runs)?.as_bytes(),
+        &inputs,
+    )?;
+    for run in &runs {
+        println!("{}: {}", run.label, run.comparison.analysis.summary);
+    }
+    println!(
+        "wrote {} (index.html, drift.png, drift.svg)",
+        a.out.display()
+    );
+    let mut code = ExitCode::SUCCESS;
+    for run in &runs {
+        if input_errors(&run.comparison) != ExitCode::SUCCESS {
+            code = ExitCode::from(2);
+        }
+    }
+    Ok(code)
+}
+
+fn run_plot(a: PlotArgs) -> anyhow::Result<ExitCode> {
+    let (r, d) = open_both(&a.dumps)?;
+    let al = driftscope::align::align(&r, &d);
+    let p = al
+        .pairs
+        .iter()
+        .find(|p| r.entries[p.reference].name == a.tensor)
+        .ok_or_else(|| anyhow::anyhow!("no tensor `{}` in both dumps", a.tensor))?;
+    let (re, de) = (&r.entries[p.reference], &d.entries[p.candidate]);
+    let pair = driftscope::compare::measure_pair(&r, re, &d, de, p.kind);
+    if let Some(e) = &pair.error {
+        anyhow::bail!("{}: {e}", a.tensor);
+    }
+    let heat = plot::heatmap::load(&r, re, &d, de)?;
+    let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
+    let (png, svg) = (a.out.with_extension("png"), a.out.with_extension("svg"));
+    report::write_atomic(&png, &plot::closeup_png(&pair, &heat)?, &inputs)?;
+    report::write_atomic(&svg, plot::closeup_svg(&pair, &heat)?.as_bytes(), &inputs)?;
+    println!("wrote {} and {}", png.display(), svg.display());
+    Ok(ExitCode::SUCCESS)
 }
