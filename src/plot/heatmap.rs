@@ -179,6 +179,7 @@ pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, h: &Heat) -> anyh
     };
     let (w, _) = root.dim_in_pixel();
     let (main, side) = root.split_horizontally(w * 70 / 100);
+    let (main, side) = (main.margin(24, 0, 0, 0), side.margin(24, 0, 0, 0));
     let title = format!(
         "|dev - ref| of {} {:?}: {} x {} view{}",
         h.name,
@@ -192,8 +193,13 @@ pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, h: &Heat) -> anyh
         }
     );
     let (gr, gc) = h.grid;
+    root.draw(&Text::new(
+        title,
+        (10, 6),
+        TextStyle::from((super::font::FAMILY, 15).into_font()),
+    ))
+    .map_err(draw_err)?;
     let mut ch = ChartBuilder::on(&main)
-        .caption(title, (super::font::FAMILY, 16))
         .margin(10)
         .x_label_area_size(36)
         .y_label_area_size(60)
@@ -230,7 +236,7 @@ pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, h: &Heat) -> anyh
     // Colour bar and the worst rows and columns.
     let font = |s: u32| TextStyle::from((super::font::FAMILY, s).into_font());
     let (sw, sh) = side.dim_in_pixel();
-    let bar_h = (sh as i32 - 90).clamp(40, 200);
+    let bar_h = (sh as i32 - 110).clamp(40, 200);
     let steps = 50;
     for k in 0..steps {
         let t = 1.0 - k as f64 / steps as f64;
@@ -247,16 +253,19 @@ pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, h: &Heat) -> anyh
         font(13),
     ))
     .map_err(draw_err)?;
-    side.draw(&Text::new(
-        "log |dev - ref|; magenta: NaN/Inf",
-        (10, 14),
-        font(13),
-    ))
-    .map_err(draw_err)?;
-    let x = (sw as i32 / 2 - 40).max(70);
+    for (k, line) in ["log |dev - ref|", "magenta: NaN/Inf"].iter().enumerate() {
+        side.draw(&Text::new(
+            *line,
+            (10, 50 + bar_h + 16 * k as i32),
+            font(12),
+        ))
+        .map_err(draw_err)?;
+    }
+    let x = (sw as i32 - 110).max(92);
+    let shown = if sh < 320 { 3 } else { 5 };
     side.draw(&Text::new("worst rows", (x, 40), font(14).color(&BLACK)))
         .map_err(draw_err)?;
-    for (k, (idx, e)) in h.worst_rows.iter().enumerate() {
+    for (k, (idx, e)) in h.worst_rows.iter().take(shown).enumerate() {
         side.draw(&Text::new(
             format!("{idx:?}  {}", short(*e)),
             (x, 60 + 18 * k as i32),
@@ -264,10 +273,10 @@ pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, h: &Heat) -> anyh
         ))
         .map_err(draw_err)?;
     }
-    let cy = 60 + 18 * h.worst_rows.len() as i32 + 14;
+    let cy = 60 + 18 * h.worst_rows.len().min(shown) as i32 + 14;
     side.draw(&Text::new("worst columns", (x, cy), font(14)))
         .map_err(draw_err)?;
-    for (k, (c, e)) in h.worst_cols.iter().enumerate() {
+    for (k, (c, e)) in h.worst_cols.iter().take(shown).enumerate() {
         side.draw(&Text::new(
             format!("[{c}]  {}", short(*e)),
             (x, cy + 20 + 18 * k as i32),

@@ -15,11 +15,11 @@ const SCRIPT: &str = include_str!("assets/report.js");
 const STYLE: &str = include_str!("assets/report.css");
 
 /// Pairs per run that get pre-rendered close-ups (besides the first divergence).
-pub const WORST_N: usize = 8;
+pub const WORST_N: usize = 6;
 /// Size of the embedded histogram images.
-const HIST_SIZE: (u32, u32) = (760, 250);
+const HIST_SIZE: (u32, u32) = (680, 230);
 /// Size of the embedded heatmap images.
-const HEAT_SIZE: (u32, u32) = (760, 330);
+const HEAT_SIZE: (u32, u32) = (680, 300);
 
 /// Standard base64 (RFC 4648, with padding).
 pub fn base64(bytes: &[u8]) -> String {

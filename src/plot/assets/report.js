@@ -85,7 +85,10 @@
     $('filterinfo').textContent = visible.length + ' of ' + all.length + ' rows';
     $('tspacer').style.height = (visible.length * ROW_H) + 'px';
     $('tooltip').hidden = true;
+    const body = $('tbody');
+    body.scrollTop = 0;
     renderRows();
+    if (st.sel) scrollToRow(st.sel.r, st.sel.i);
     draw();
   }
 
