@@ -29,6 +29,10 @@ pub enum Command {
     Baseline(BaselineArgs),
     /// Plot a `check --history` file: trend.html plus .png and .svg next to it.
     Trend(TrendArgs),
+    /// Write an interactive HTML report and drift plots (PNG, SVG) of one or more device runs.
+    Report(ReportArgs),
+    /// Plot one tensor's error close up: histograms and heatmap of |dev - ref| (PNG and SVG).
+    Plot(PlotArgs),
 }
 
 /// How to read the two dumps.
@@ -184,6 +188,56 @@ pub struct TrendArgs {
     /// Without --place: plot this many places with the largest error in the latest run.
     #[arg(long, default_value_t = 3)]
     pub top: usize,
+}
+
+/// `driftscope report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Reference dump.
+    pub reference: PathBuf,
+    /// Device dumps compared against the reference, overlaid in one report.
+    #[arg(required = true, num_args = 1..)]
+    pub candidates: Vec<PathBuf>,
+    /// A known-good device run: each DEV is judged by where it departs from it (also plotted).
+    #[arg(long, value_name = "DEV0")]
+    pub baseline: Option<PathBuf>,
+    /// Output folder: index.html, drift.png, drift.svg.
+    #[arg(
+        short,
+        long,
+        value_name = "OUT_DIR",
+        default_value = "driftscope-report"
+    )]
+    pub out: PathBuf,
+    /// Force the layout of every dump instead of detecting it.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// True dtype of .npy arrays numpy cannot name (bf16 saved as <V2 or <i2, fp8 as |V1).
+    #[arg(long, value_parser = parse_dtype)]
+    pub npy_dtype: Option<DType>,
+    /// Follow symlinks inside a dump that point outside it.
+    #[arg(long)]
+    pub allow_symlinks: bool,
+    /// How fp32 matrix products ran on the device (auto: TF32/HF32 allowed for them).
+    #[arg(long, value_enum, default_value_t = Fp32Matmul::Auto)]
+    pub fp32_matmul: Fp32Matmul,
+    /// Only pairs whose tensor name matches this regular expression.
+    #[arg(long)]
+    pub filter: Option<String>,
+}
+
+/// `driftscope plot`.
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// The dumps.
+    #[command(flatten)]
+    pub dumps: DumpArgs,
+    /// Reference tensor name (`Functional.silu.1.forward.output.0`).
+    #[arg(long)]
+    pub tensor: String,
+    /// Output PNG; an SVG is written next to it with the same stem.
+    #[arg(short, long, value_name = "OUT.png")]
+    pub out: PathBuf,
 }
 
 fn parse_dtype(s: &str) -> Result<DType, String> {

@@ -7,6 +7,7 @@
 //! - [`compare`]: the comparison of two dumps.
 //! - [`verdict`]: the noise model, verdicts and first-divergence bisection.
 //! - [`report`]: table, JSON, CSV outputs.
+//! - [`plot`]: drift plots (PNG, SVG) and the interactive HTML report.
 
 pub mod align;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod compare;
 pub mod dump;
 pub mod metrics;
 pub mod nightly;
+pub mod plot;
 pub mod progress;
 pub mod replay;
 pub mod report;

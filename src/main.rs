@@ -4,15 +4,17 @@
 use anyhow::Context;
 use clap::Parser;
 use driftscope::cli::{
-    BaselineArgs, BisectArgs, CheckArgs, Cli, Command, CompareArgs, DumpArgs, ReplayArgs, TrendArgs,
+    BaselineArgs, BisectArgs, CheckArgs, Cli, Command, CompareArgs, DumpArgs, PlotArgs, ReplayArgs,
+    ReportArgs, TrendArgs,
 };
 use driftscope::compare::{compare, CompareOptions, Comparison, Status};
 use driftscope::dump::{Dump, OpenOptions};
 use driftscope::nightly::{self, baseline::Baseline, config::Config, history, trend::Trend};
+use driftscope::plot::{self, Run};
 use driftscope::replay;
 use driftscope::report::{self, table, Exporter};
 use driftscope::verdict::calibrate::Calibration;
-use driftscope::verdict::NoiseOptions;
+use driftscope::verdict::{Fp32Matmul, NoiseOptions};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -25,6 +27,8 @@ fn main() -> ExitCode {
         Command::Check(a) => run_check(a),
         Command::Baseline(a) => run_baseline(a),
         Command::Trend(a) => run_trend(a),
+        Command::Report(a) => run_report(a),
+        Command::Plot(a) => run_plot(a),
     };
     match result {
         Ok(code) => code,
@@ -42,26 +46,29 @@ fn open_both(a: &DumpArgs) -> anyhow::Result<(Dump, Dump)> {
     Ok((r, d))
 }
 
+/// Options from the command line; `--noise` compares its calibration run with `reference`.
 fn compare_options(a: &DumpArgs, reference: &Dump) -> anyhow::Result<CompareOptions> {
-    let mut o = CompareOptions {
-        filter: a
-            .filter
-            .as_deref()
-            .map(regex::Regex::new)
-            .transpose()
-            .context("--filter is not a valid regular expression")?,
-        noise: NoiseOptions {
-            fp32_matmul: a.fp32_matmul,
-            ..NoiseOptions::default()
-        },
-        calibration: None,
-    };
+    let mut o = options(a.filter.as_deref(), a.fp32_matmul)?;
     if let Some(p) = &a.noise {
         let cal = Dump::open(p, &open_options(a))?;
         let c = compare(reference, &cal, &o, &|| {});
         o.calibration = Some(std::sync::Arc::new(Calibration::from_comparison(&c)));
     }
     Ok(o)
+}
+
+fn options(filter: Option<&str>, fp32_matmul: Fp32Matmul) -> anyhow::Result<CompareOptions> {
+    Ok(CompareOptions {
+        filter: filter
+            .map(regex::Regex::new)
+            .transpose()
+            .context("--filter is not a valid regular expression")?,
+        noise: NoiseOptions {
+            fp32_matmul,
+            ..NoiseOptions::default()
+        },
+        calibration: None,
+    })
 }
 
 fn open_options(a: &DumpArgs) -> OpenOptions {
@@ -292,5 +299,92 @@ fn run_trend(a: TrendArgs) -> anyhow::Result<ExitCode> {
             .map(|i| format!("; regression started at {}", t.labels[i]))
             .unwrap_or_default()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Legend label of a dump: its folder or file name.
+fn label(p: &std::path::Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+fn run_report(a: ReportArgs) -> anyhow::Result<ExitCode> {
+    let o = OpenOptions {
+        format: a.format,
+        npy_dtype: a.npy_dtype,
+        allow_symlinks: a.allow_symlinks,
+    };
+    let opts = options(a.filter.as_deref(), a.fp32_matmul)?;
+    let r = Dump::open(&a.reference, &o)?;
+    let devs = a
+        .candidates
+        .iter()
+        .map(|p| Dump::open(p, &o))
+        .collect::<Result<Vec<_>, _>>()?;
+    let base = a.baseline.as_ref().map(|p| Dump::open(p, &o)).transpose()?;
+    let mut runs = Vec::new();
+    let mut used: Vec<&Dump> = Vec::new();
+    for (p, d) in a.candidates.iter().zip(&devs) {
+        let c = driftscope::verdict::bisect::run(&r, d, base.as_ref(), &opts, true)?;
+        runs.push(Run {
+            label: label(p),
+            comparison: c,
+        });
+        used.push(d);
+    }
+    if let (Some(p), Some(b)) = (&a.baseline, &base) {
+        runs.push(Run {
+            label: format!("{} (baseline)", label(p)),
+            comparison: compare(&r, b, &opts, &|| {}),
+        });
+        used.push(b);
+    }
+    let mut inputs = vec![a.reference.clone()];
+    inputs.extend(a.candidates.iter().cloned());
+    inputs.extend(a.baseline.iter().cloned());
+    let html = plot::html::render(&r, &runs, &used)?;
+    report::write_atomic(&a.out.join("index.html"), html.as_bytes(), &inputs)?;
+    report::write_atomic(&a.out.join("drift.png"), &plot::drift::png(&runs)?, &inputs)?;
+    report::write_atomic(
+        &a.out.join("drift.svg"),
+        plot::drift::svg(&runs)?.as_bytes(),
+        &inputs,
+    )?;
+    for run in &runs {
+        println!("{}: {}", run.label, run.comparison.analysis.summary);
+    }
+    println!(
+        "wrote {} (index.html, drift.png, drift.svg)",
+        a.out.display()
+    );
+    let mut code = ExitCode::SUCCESS;
+    for run in &runs {
+        if input_errors(&run.comparison) != ExitCode::SUCCESS {
+            code = ExitCode::from(2);
+        }
+    }
+    Ok(code)
+}
+
+fn run_plot(a: PlotArgs) -> anyhow::Result<ExitCode> {
+    let (r, d) = open_both(&a.dumps)?;
+    let al = driftscope::align::align(&r, &d);
+    let p = al
+        .pairs
+        .iter()
+        .find(|p| r.entries[p.reference].name == a.tensor)
+        .ok_or_else(|| anyhow::anyhow!("no tensor `{}` in both dumps", a.tensor))?;
+    let (re, de) = (&r.entries[p.reference], &d.entries[p.candidate]);
+    let pair = driftscope::compare::measure_pair(&r, re, &d, de, p.kind);
+    if let Some(e) = &pair.error {
+        anyhow::bail!("{}: {e}", a.tensor);
+    }
+    let heat = plot::heatmap::load(&r, re, &d, de)?;
+    let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
+    let (png, svg) = (a.out.with_extension("png"), a.out.with_extension("svg"));
+    report::write_atomic(&png, &plot::closeup_png(&pair, &heat)?, &inputs)?;
+    report::write_atomic(&svg, plot::closeup_svg(&pair, &heat)?.as_bytes(), &inputs)?;
+    println!("wrote {} and {}", png.display(), svg.display());
     Ok(ExitCode::SUCCESS)
 }
