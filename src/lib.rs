@@ -7,6 +7,9 @@
 //! - [`compare`]: the comparison of two dumps.
 //! - [`verdict`]: the noise model, verdicts and first-divergence bisection.
 //! - [`report`]: table, JSON, CSV outputs.
+//! - [`plot`]: static plots (PNG, SVG) and the interactive HTML report.
+//! - [`nightly`]: the accuracy-regression job: config, baselines, JUnit, Markdown, trends.
+//! - [`replay`]: recomputing API calls in float64 from a dump's own inputs.
 //! - [`plot`]: drift plots (PNG, SVG) and the interactive HTML report.
 
 pub mod align;

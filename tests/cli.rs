@@ -199,4 +199,15 @@ fn outputs_are_never_written_into_an_input_dump() {
     assert_eq!(code, 2);
     assert!(err.contains("refusing to write"), "{err}");
     assert!(!out.exists());
+    // Not even an empty folder is left behind.
+    let nested = d.path().join("step0/new_folder/report.json");
+    let (code, _, _) = run(&[
+        "compare",
+        s(&llama("cpu_fp32")),
+        s(d.path()),
+        "--json",
+        s(&nested),
+    ]);
+    assert_eq!(code, 2);
+    assert!(!d.path().join("step0/new_folder").exists());
 }

@@ -41,9 +41,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8], inputs: &[PathBuf]) -> anyhow::Re
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&parent)
-        .map_err(|e| anyhow::anyhow!("cannot create folder {}: {e}", parent.display()))?;
-    let abs_parent = std::fs::canonicalize(&parent)?;
+    // Check against the inputs before creating anything: the nearest existing ancestor of the
+    // output's folder decides where it would land.
+    let mut existing = parent.clone();
+    while !existing.exists() {
+        match existing.parent() {
+            Some(p) if !p.as_os_str().is_empty() => existing = p.to_path_buf(),
+            _ => {
+                existing = PathBuf::from(".");
+                break;
+            }
+        }
+    }
+    let abs_parent = std::fs::canonicalize(&existing)?;
     for i in inputs {
         let root = if i.is_file() {
             i.parent().unwrap_or(i)
@@ -60,6 +70,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8], inputs: &[PathBuf]) -> anyhow::Re
             }
         }
     }
+    std::fs::create_dir_all(&parent)
+        .map_err(|e| anyhow::anyhow!("cannot create folder {}: {e}", parent.display()))?;
     let name = path
         .file_name()
         .ok_or_else(|| anyhow::anyhow!("{} is not a file path", path.display()))?;
