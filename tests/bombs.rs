@@ -163,7 +163,7 @@ for name, comp in [("bomb", zipfile.ZIP_DEFLATED), ("stored", zipfile.ZIP_STORED
     let t = Instant::now();
     let v = npy::read_npz(&p("bomb.npz"), None).unwrap();
     assert_eq!(v[0].1.numel(), 2 << 20);
-    assert!(t.elapsed() < Duration::from_secs(20));
+    assert!(t.elapsed() < Duration::from_secs(120));
     let e = msg(npy::read_npz(&p("bomb_huge.npz"), None));
     assert!(e.contains("implausible size") || e.contains("zip"), "{e}");
     assert!(npy::read_npz(&p("stored_huge.npz"), None).is_err());
@@ -282,7 +282,7 @@ fn dump_json_with_a_million_entries_is_bounded() {
         s.len() >> 20
     );
     // A hang guard, not a benchmark: the CI machine is shared.
-    assert!(took < Duration::from_secs(60), "{took:?}");
+    assert!(took < Duration::from_secs(120), "{took:?}");
 }
 
 #[test]

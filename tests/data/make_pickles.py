@@ -157,10 +157,10 @@ def forged(out):
         # a view reaching past its storage
         "view_past_storage": torch_zip(tensor_pickle(4, [4, 4], [4, 1]), four),
         # empty tensor with an absurd offset (must not index the map)
-        "empty_huge_offset": torch_zip(tensor_pickle(4, [0, 3], [3, 1], offset=(1 << 62)), four),
-        # many huge dims with huge strides and one zero dim
+        "empty_huge_offset": torch_zip(tensor_pickle(4, [0, 3], [3, 1], offset=(1 << 60)), four),
+        # huge dims with huge strides and one zero dim: (dim-1)*stride sums past 2^128
         "empty_huge_strides": torch_zip(
-            tensor_pickle(4, [0] + [1 << 62] * 6, [1] + [(1 << 62)] * 6), four
+            tensor_pickle(4, [0] + [(1 << 63) - 1] * 5, [1] + [(1 << 63) - 1] * 5), four
         ),
     }
     files["zip_entry_claims_4gib"] = patch_sizes(files["ok"], "archive/data/0", 0xFFFFFFF0)
