@@ -20,8 +20,11 @@ pub fn resolve_inside(root: &Path, rel: &str, allow_symlinks: bool) -> Result<Pa
     }
     let full = root.join(p);
     if !allow_symlinks {
+        // A symlinked folder inside `rel` (`sub/x.pt` with `sub -> /elsewhere`) escapes as
+        // surely as a symlinked file, so multi-component paths are checked whole.
+        let nested = p.components().count() > 1;
         if let Ok(md) = std::fs::symlink_metadata(&full) {
-            if md.file_type().is_symlink() {
+            if nested || md.file_type().is_symlink() {
                 let target = std::fs::canonicalize(&full)
                     .map_err(|e| DumpError::new(&full, ErrorKind::Io(e)))?;
                 let root = std::fs::canonicalize(root)

@@ -143,10 +143,19 @@ impl Tensor {
                 return err(path, ErrorKind::Unsupported(format!("negative stride {s}")));
             }
             if d > 0 {
-                max_index += (d as u128 - 1) * s as u128;
+                // Each term is below 2^127; saturate so many huge dimensions cannot overflow.
+                max_index = max_index.saturating_add((d as u128 - 1) * s as u128);
             }
         }
-        if numel > 0 && max_index >= storage_elems as u128 {
+        if numel == 0 {
+            // Nothing to read: do not let an arbitrary offset reach the byte arithmetic below.
+            return Ok(Tensor {
+                dtype,
+                shape,
+                data: Bytes::Owned(Vec::new()),
+            });
+        }
+        if max_index >= storage_elems as u128 {
             return err(
                 path,
                 ErrorKind::Bounds(format!(
