@@ -71,6 +71,44 @@ pub fn decode_f64(dtype: DType, bytes: &[u8], out: &mut [f64]) {
     }
 }
 
+/// Whether every value of `dtype` is exactly an f32 (the dtypes of the fast kernel).
+pub fn exact_in_f32(dtype: DType) -> bool {
+    matches!(dtype, DType::Float32 | DType::Float16 | DType::Bfloat16)
+}
+
+/// Decodes `out.len()` elements of an f32-exact dtype (see [`exact_in_f32`]) into f32.
+/// Inlined so that callers compiled with AVX2/F16C enabled vectorise it.
+#[inline(always)]
+pub fn decode_f32(dtype: DType, bytes: &[u8], out: &mut [f32]) {
+    let n = out.len();
+    let b = &bytes[..n * dtype.size()];
+    match dtype {
+        DType::Float32 => {
+            for (o, c) in out.iter_mut().zip(b.chunks_exact(4)) {
+                *o = f32::from_le_bytes(c.try_into().unwrap());
+            }
+        }
+        DType::Float16 => {
+            use half::slice::HalfFloatSliceExt;
+            match bytemuck::try_cast_slice::<u8, f16>(b) {
+                // half converts slices with F16C when the CPU has it (runtime detection).
+                Ok(h) if cfg!(target_endian = "little") => h.convert_to_f32_slice(out),
+                _ => {
+                    for (o, c) in out.iter_mut().zip(b.chunks_exact(2)) {
+                        *o = f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32();
+                    }
+                }
+            }
+        }
+        DType::Bfloat16 => {
+            for (o, c) in out.iter_mut().zip(b.chunks_exact(2)) {
+                *o = f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16);
+            }
+        }
+        _ => unreachable!("decode_f32 on {dtype:?}"),
+    }
+}
+
 /// Value of every fp8 bit pattern. E4M3FN: bias 7, no infinities, S.1111.111 is NaN.
 /// E5M2: bias 15, IEEE-like with infinities and NaNs.
 fn fp8_table(e4m3: bool) -> &'static [f64; 256] {
