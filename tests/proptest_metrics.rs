@@ -5,7 +5,8 @@
 //! The reference implements the rules of src/metrics/mod.rs (docs/metrics.md):
 //! - NaN on both sides: `nonfinite_match`, excluded from the numeric metrics;
 //! - NaN on one side only: `nonfinite_mismatch` (first index recorded);
-//! - both at or beyond the smaller dtype's largest finite value with the same sign: `masked`
+//! - both at or beyond the smaller floating dtype's largest finite value with the same sign:
+//!   `masked`
 //!   (the same infinity on both sides: `nonfinite_match`); one side only, or opposite signs:
 //!   `nonfinite_mismatch`;
 //! - every other element is compared; relative errors skip elements whose reference is 0
@@ -136,7 +137,15 @@ struct Ref {
 }
 
 fn reference(rt: DType, r: &[f64], dt: DType, d: &[f64]) -> Ref {
-    let lim = rt.max_finite().min(dt.max_finite());
+    // Only floating-point dtypes have fill values; an integer's extremes are ordinary values.
+    let fmax = |t: DType| {
+        if t.is_float() {
+            t.max_finite()
+        } else {
+            f64::INFINITY
+        }
+    };
+    let lim = fmax(rt).min(fmax(dt));
     let (rtol, atol) = DType::coarser(rt, dt).default_tolerances();
     let mut o = Ref {
         min_r: f64::INFINITY,

@@ -63,9 +63,15 @@ pub fn decode_f64(dtype: DType, bytes: &[u8], out: &mut [f64]) {
                 *o = c as i8 as f64;
             }
         }
-        DType::Uint8 | DType::Bool => {
+        DType::Uint8 => {
             for (o, &c) in out.iter_mut().zip(b) {
                 *o = c as f64;
+            }
+        }
+        DType::Bool => {
+            // Any non-zero byte is true, as in torch.
+            for (o, &c) in out.iter_mut().zip(b) {
+                *o = (c != 0) as u8 as f64;
             }
         }
     }

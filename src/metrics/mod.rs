@@ -37,8 +37,17 @@ impl PairContext {
     /// Context for a reference of `r` and a candidate of `d`.
     pub fn new(r: DType, d: DType) -> Self {
         let (rtol, atol) = DType::coarser(r, d).default_tolerances();
+        // Fill values and saturation are a floating-point matter: an int8 -128 or a bool true
+        // is an ordinary value.
+        let float_max = |t: DType| {
+            if t.is_float() {
+                t.max_finite()
+            } else {
+                f64::INFINITY
+            }
+        };
         PairContext {
-            range_limit: r.max_finite().min(d.max_finite()),
+            range_limit: float_max(r).min(float_max(d)),
             rtol,
             atol,
         }
@@ -521,5 +530,49 @@ fn release(t: &Tensor, lo: usize, hi: usize) {
             let _ =
                 unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, a, b - a) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dump::Bytes;
+
+    fn tensor(dtype: DType, bytes: Vec<u8>) -> Tensor {
+        let n = bytes.len() / dtype.size();
+        Tensor {
+            dtype,
+            shape: vec![n],
+            data: Bytes::Owned(bytes),
+        }
+    }
+
+    #[test]
+    fn integer_and_bool_extremes_are_ordinary_values() {
+        let m = measure(
+            &tensor(DType::Bool, vec![1, 1, 0]),
+            &tensor(DType::Bool, vec![1, 0, 0]),
+        );
+        assert_eq!((m.masked, m.nonfinite_mismatch, m.compared), (0, 0, 3));
+        assert_eq!(m.max_abs_err, 1.0);
+        let m = measure(
+            &tensor(DType::Int8, vec![0x80, 0x7f]),
+            &tensor(DType::Int8, vec![0x80, 0x7f]),
+        );
+        assert_eq!((m.masked, m.compared, m.max_abs_err), (0, 2, 0.0));
+    }
+
+    #[test]
+    fn fill_values_of_different_floats_are_masked() {
+        let r: Vec<u8> = [f32::MIN, 1.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let d: Vec<u8> = [half::f16::MIN, half::f16::ONE]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let m = measure(&tensor(DType::Float32, r), &tensor(DType::Float16, d));
+        assert_eq!((m.masked, m.compared, m.max_abs_err), (1, 1, 0.0));
     }
 }
