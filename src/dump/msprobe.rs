@@ -65,10 +65,7 @@ fn locate(path: &Path) -> Result<PathBuf> {
 /// Python's `json` writes NaN/Infinity as bare words, which JSON parsers refuse: quote them
 /// (outside strings) so statistics of tensors holding NaN still load.
 fn quote_nonfinite(b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    let has = b.windows(3).any(|w| w == b"NaN") || b.windows(8).any(|w| w == b"Infinity");
-    if !has {
-        return std::borrow::Cow::Borrowed(b);
-    }
+    // One pass; the bare words are recognised by their first byte before any comparison.
     let mut out = Vec::with_capacity(b.len() + 64);
     let mut in_str = false;
     let mut i = 0;
@@ -85,19 +82,22 @@ fn quote_nonfinite(b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
         } else if c == b'"' {
             in_str = true;
             out.push(c);
-        } else if b[i..].starts_with(b"-Infinity") {
+        } else if c == b'-' && b[i..].starts_with(b"-Infinity") {
             out.extend_from_slice(b"\"-Infinity\"");
             i += 8;
-        } else if b[i..].starts_with(b"Infinity") {
+        } else if c == b'I' && b[i..].starts_with(b"Infinity") {
             out.extend_from_slice(b"\"Infinity\"");
             i += 7;
-        } else if b[i..].starts_with(b"NaN") {
+        } else if c == b'N' && b[i..].starts_with(b"NaN") {
             out.extend_from_slice(b"\"NaN\"");
             i += 2;
         } else {
             out.push(c);
         }
         i += 1;
+    }
+    if out.len() == b.len() {
+        return std::borrow::Cow::Borrowed(b); // nothing was quoted
     }
     std::borrow::Cow::Owned(out)
 }
