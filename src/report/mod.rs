@@ -34,6 +34,15 @@ pub fn fmt_f(x: f64) -> String {
     }
 }
 
+/// Formats a p-value; one that underflows double precision is shown as a bound.
+pub fn fmt_p(p: f64) -> String {
+    if p > 0.0 {
+        format!("= {p:.1e}")
+    } else {
+        "< 1e-300".to_string()
+    }
+}
+
 /// Writes `bytes` to `path` atomically (a temporary file in the same folder, then a rename),
 /// refusing any path inside one of `inputs` (the dumps are never written to).
 pub fn write_atomic(path: &Path, bytes: &[u8], inputs: &[PathBuf]) -> anyhow::Result<()> {
@@ -113,7 +122,8 @@ pub fn bisect_text(c: &Comparison, color: bool) -> String {
                 let _ = writeln!(
                     s,
                     "  evidence:  its error ratio is {z:.1} robust standard deviations above the \
-                     other places' (one-sided p = {pv:.1e})"
+                     other places' (one-sided p {})",
+                    fmt_p(pv)
                 );
             }
             let _ = writeln!(

@@ -1,6 +1,6 @@
 //! The terminal table: one aligned row per pair in execution order, then a summary.
 
-use super::fmt_f;
+use super::{fmt_f, fmt_p};
 use crate::compare::{Comparison, PairReport, Status};
 use crate::verdict::{Overall, Verdict};
 use std::fmt::Write;
@@ -232,7 +232,8 @@ pub fn summary(c: &Comparison, color: bool, shown: usize) -> String {
             let _ = writeln!(
                 s,
                 "  its error ratio is {z:.1} robust standard deviations above the other places' \
-                 (one-sided p = {p:.1e})"
+                 (one-sided p {})",
+                fmt_p(p)
             );
         }
     }
