@@ -14,5 +14,6 @@ pub mod compare;
 pub mod dump;
 pub mod metrics;
 pub mod progress;
+pub mod ranks;
 pub mod report;
 pub mod verdict;

@@ -6,10 +6,12 @@ use clap::Parser;
 use driftscope::cli::{BisectArgs, Cli, Command, CompareArgs, DumpArgs};
 use driftscope::compare::{compare, CompareOptions, Comparison, Status};
 use driftscope::dump::{Dump, OpenOptions};
+use driftscope::ranks::{self, MultiRank};
 use driftscope::report::{self, table, Exporter};
 use driftscope::verdict::calibrate::Calibration;
 use driftscope::verdict::NoiseOptions;
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -87,6 +89,9 @@ fn input_errors(c: &Comparison) -> ExitCode {
 }
 
 fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
+    if is_multi_rank(&a.dumps) {
+        return run_compare_ranks(a);
+    }
     let (r, d) = open_both(&a.dumps)?;
     let opts = compare_options(&a.dumps, &r)?;
     let bar = driftscope::progress::bar(r.entries.len() as u64, "comparing");
@@ -112,18 +117,136 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     Ok(input_errors(&c))
 }
 
-fn run_bisect(a: BisectArgs) -> anyhow::Result<ExitCode> {
-    let (r, d) = open_both(&a.dumps)?;
-    let opts = compare_options(&a.dumps, &r)?;
-    let baseline = match &a.baseline {
-        Some(p) => Some(Dump::open(p, &open_options(&a.dumps))?),
-        None => None,
+/// Both sides (or either) are msprobe roots with `rankN` folders.
+fn is_multi_rank(a: &DumpArgs) -> bool {
+    matches!(a.format, None | Some(driftscope::dump::Format::Msprobe))
+        && (ranks::find_ranks(&a.reference).is_some() || ranks::find_ranks(&a.candidate).is_some())
+}
+
+/// `a` narrowed to one rank: its two folders, and the same rank of `--noise` / `--baseline`.
+fn rank_args(a: &DumpArgs, rank: u32, r: &Path, d: &Path) -> anyhow::Result<DumpArgs> {
+    let mut o = a.clone();
+    o.reference = r.to_path_buf();
+    o.candidate = d.to_path_buf();
+    if let Some(n) = &a.noise {
+        o.noise = Some(ranks::rank_dir(n, rank).context("--noise")?);
+    }
+    Ok(o)
+}
+
+/// `OUT.csv` -> `OUT.rank3.csv`.
+fn rank_file(p: &Path, rank: u32) -> PathBuf {
+    let stem = p
+        .file_stem()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
+    let name = match p.extension() {
+        Some(e) => format!("{stem}.rank{rank}.{}", e.to_string_lossy()),
+        None => format!("{stem}.rank{rank}"),
     };
-    let c = driftscope::verdict::bisect::run(&r, &d, baseline.as_ref(), &opts, a.exhaustive)?;
+    p.with_file_name(name)
+}
+
+/// Exit code and messages after a multi-rank run: 2 when a rank is missing on one side or a
+/// pair could not be read.
+fn rank_errors(m: &MultiRank) -> ExitCode {
+    let mut code = ExitCode::SUCCESS;
+    if m.has_missing() {
+        eprintln!(
+            "driftscope: error: ranks missing in the reference: [{}], in the candidate: [{}]",
+            ranks::join(&m.missing_ranks_reference),
+            ranks::join(&m.missing_ranks_candidate)
+        );
+        code = ExitCode::from(2);
+    }
+    for r in &m.ranks {
+        if r.report.pairs.iter().any(|p| p.status == Status::Error) {
+            eprint!("rank {}: ", r.rank);
+            code = input_errors(&r.report);
+        }
+    }
+    code
+}
+
+fn run_compare_ranks(a: CompareArgs) -> anyhow::Result<ExitCode> {
+    let m = ranks::compare_ranks(&a.dumps.reference, &a.dumps.candidate, |k, rp, dp| {
+        let ra = rank_args(&a.dumps, k, rp, dp)?;
+        let (r, d) = open_both(&ra)?;
+        let opts = compare_options(&ra, &r)?;
+        Ok(compare(&r, &d, &opts, &|| {}))
+    })?;
+    let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
+    if let Some(p) = &a.json {
+        report::write_atomic(p, &serde_json::to_vec_pretty(&m)?, &inputs)?;
+    }
+    for r in &m.ranks {
+        if let Some(p) = &a.csv {
+            let bytes = report::csv::Csv.serialize(&r.report)?;
+            report::write_atomic(&rank_file(p, r.rank), &bytes, &inputs)?;
+        }
+        println!("== rank {} ==", r.rank);
+        print!(
+            "{}",
+            table::render(
+                &r.report,
+                table::TableOptions {
+                    color: color(a.no_color),
+                    only_failing: a.only_failing,
+                }
+            )
+        );
+    }
+    println!("ranks: {}", m.summary.text);
+    Ok(rank_errors(&m))
+}
+
+fn run_bisect(a: BisectArgs) -> anyhow::Result<ExitCode> {
+    if is_multi_rank(&a.dumps) {
+        return run_bisect_ranks(a);
+    }
+    let c = bisect_one(&a.dumps, a.baseline.as_deref(), a.exhaustive)?;
     let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
     if let Some(p) = &a.json {
         report::write_atomic(p, &report::json::Json.serialize(&c)?, &inputs)?;
     }
     print!("{}", driftscope::report::bisect_text(&c, color(a.no_color)));
     Ok(input_errors(&c))
+}
+
+fn bisect_one(
+    a: &DumpArgs,
+    baseline: Option<&Path>,
+    exhaustive: bool,
+) -> anyhow::Result<Comparison> {
+    let (r, d) = open_both(a)?;
+    let opts = compare_options(a, &r)?;
+    let baseline = match baseline {
+        Some(p) => Some(Dump::open(p, &open_options(a))?),
+        None => None,
+    };
+    driftscope::verdict::bisect::run(&r, &d, baseline.as_ref(), &opts, exhaustive)
+}
+
+fn run_bisect_ranks(a: BisectArgs) -> anyhow::Result<ExitCode> {
+    let m = ranks::compare_ranks(&a.dumps.reference, &a.dumps.candidate, |k, rp, dp| {
+        let ra = rank_args(&a.dumps, k, rp, dp)?;
+        let base = match &a.baseline {
+            Some(b) => Some(ranks::rank_dir(b, k).context("--baseline")?),
+            None => None,
+        };
+        bisect_one(&ra, base.as_deref(), a.exhaustive)
+    })?;
+    let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
+    if let Some(p) = &a.json {
+        report::write_atomic(p, &serde_json::to_vec_pretty(&m)?, &inputs)?;
+    }
+    for r in &m.ranks {
+        println!("== rank {} ==", r.rank);
+        print!(
+            "{}",
+            driftscope::report::bisect_text(&r.report, color(a.no_color))
+        );
+    }
+    println!("ranks: {}", m.summary.text);
+    Ok(rank_errors(&m))
 }
