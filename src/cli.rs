@@ -1,5 +1,6 @@
 //! Command-line definitions (clap). Behaviour lives in the library; `main.rs` wires them.
 
+use crate::dump::ascend_layout::LayoutOverride;
 use crate::dump::{DType, Format};
 use crate::verdict::Fp32Matmul;
 use clap::{Args, Parser, Subcommand};
@@ -49,6 +50,11 @@ pub struct DumpArgs {
     /// against REF is each tensor's observed noise floor.
     #[arg(long, value_name = "REF2")]
     pub noise: Option<PathBuf>,
+    /// The candidate's tensors are stored in this NPU layout (nc1hwc0, ndc1hwc0, fractal-z,
+    /// fractal-nz, or an aclFormat code), optionally only those whose name matches REGEX;
+    /// they are converted to ND/NCHW before comparison (docs/ascend.md).
+    #[arg(long, value_name = "FORMAT[:REGEX]", value_parser = LayoutOverride::parse)]
+    pub layout: Option<LayoutOverride>,
 }
 
 /// `driftscope compare`.

@@ -30,9 +30,8 @@ fn main() -> ExitCode {
 }
 
 fn open_both(a: &DumpArgs) -> anyhow::Result<(Dump, Dump)> {
-    let o = open_options(a);
-    let r = Dump::open(&a.reference, &o)?;
-    let d = Dump::open(&a.candidate, &o)?;
+    let r = Dump::open(&a.reference, &open_options(a))?;
+    let d = Dump::open(&a.candidate, &device_options(a))?;
     Ok((r, d))
 }
 
@@ -63,6 +62,15 @@ fn open_options(a: &DumpArgs) -> OpenOptions {
         format: a.format,
         npy_dtype: a.npy_dtype,
         allow_symlinks: a.allow_symlinks,
+        layout: None,
+    }
+}
+
+/// Options for device runs (the candidate, `--baseline`): `--layout` applies to them.
+fn device_options(a: &DumpArgs) -> OpenOptions {
+    OpenOptions {
+        layout: a.layout.clone(),
+        ..open_options(a)
     }
 }
 
@@ -221,7 +229,7 @@ fn bisect_one(
     let (r, d) = open_both(a)?;
     let opts = compare_options(a, &r)?;
     let baseline = match baseline {
-        Some(p) => Some(Dump::open(p, &open_options(a))?),
+        Some(p) => Some(Dump::open(p, &device_options(a))?),
         None => None,
     };
     driftscope::verdict::bisect::run(&r, &d, baseline.as_ref(), &opts, exhaustive)

@@ -1,6 +1,7 @@
 //! Reading dumps: every layout driftscope understands becomes one [`Dump`], a list of
 //! [`Entry`]s in execution order whose tensors are loaded on demand, memory-mapped.
 
+pub mod ascend_layout;
 mod dtype;
 mod error;
 pub mod msprobe;
@@ -112,6 +113,8 @@ pub struct OpenOptions {
     pub npy_dtype: Option<DType>,
     /// Follow symlinks that point outside the dump folder.
     pub allow_symlinks: bool,
+    /// Read tensors as stored in an NPU private layout (`--layout`; see docs/ascend.md).
+    pub layout: Option<ascend_layout::LayoutOverride>,
 }
 
 /// A dump: entries in execution order and the facts needed to load and describe them.
@@ -165,17 +168,35 @@ impl Dump {
 
     /// Loads an entry's tensor (memory-mapped where possible). Errors name the entry.
     pub fn load(&self, entry: &Entry) -> Result<Tensor> {
-        let t = match &entry.source {
-            Source::Pt(p) => pt::read_single(p).map(|t| t.tensor),
-            Source::Npy(p) => npy::read_npy(p, self.options.npy_dtype.or(entry.dtype)),
-            Source::Raw(p) => native::read_raw(p, entry),
-            Source::Mapped(t) => Ok(t.clone()),
-            Source::Absent(why) => Err(DumpError::new(
-                &self.root,
-                ErrorKind::Unsupported(format!("tensor not saved: {why}")),
-            )),
-        }
-        .map_err(|e| e.with_entry(&entry.name))?;
+        let force = self
+            .options
+            .layout
+            .as_ref()
+            .and_then(|l| l.for_tensor(&entry.name));
+        let t =
+            match &entry.source {
+                Source::Pt(p) => pt::read_single_with(p, force).map(|t| t.tensor),
+                Source::Npy(p) => npy::read_npy(p, self.options.npy_dtype.or(entry.dtype))
+                    .and_then(|t| match (force, &entry.shape) {
+                        (Some(f), Some(shape)) if f.fits_rank(shape.len()) => {
+                            ascend_layout::unpack(f, t.dtype, shape, &t.data)
+                                .map(|data| Tensor {
+                                    dtype: t.dtype,
+                                    shape: shape.clone(),
+                                    data: Bytes::Owned(data),
+                                })
+                                .map_err(|m| DumpError::new(p, ErrorKind::Header(m)))
+                        }
+                        _ => Ok(t),
+                    }),
+                Source::Raw(p) => native::read_raw(p, entry),
+                Source::Mapped(t) => Ok(t.clone()),
+                Source::Absent(why) => Err(DumpError::new(
+                    &self.root,
+                    ErrorKind::Unsupported(format!("tensor not saved: {why}")),
+                )),
+            }
+            .map_err(|e| e.with_entry(&entry.name))?;
         if let Some(shape) = &entry.shape {
             if checked_numel(shape) != Some(t.numel()) {
                 return Err(DumpError::new(
