@@ -55,6 +55,17 @@ pub struct DumpArgs {
     /// they are converted to ND/NCHW before comparison (docs/ascend.md).
     #[arg(long, value_name = "FORMAT[:REGEX]", value_parser = LayoutOverride::parse)]
     pub layout: Option<LayoutOverride>,
+    /// msprobe data mapping (YAML or JSON): candidate (NPU) name -> reference (bench) name,
+    /// for tensors or whole places.
+    #[arg(long, value_name = "FILE")]
+    pub data_mapping: Option<PathBuf>,
+    /// msprobe layer mapping (YAML or JSON): module class -> {candidate child: reference child}.
+    #[arg(long, value_name = "FILE")]
+    pub layer_mapping: Option<PathBuf>,
+    /// Pair leftover entries by API name without call counters, in execution order (msprobe's
+    /// fuzzy match).
+    #[arg(long)]
+    pub fuzzy: bool,
 }
 
 /// `driftscope compare`.

@@ -31,8 +31,36 @@ fn main() -> ExitCode {
 
 fn open_both(a: &DumpArgs) -> anyhow::Result<(Dump, Dump)> {
     let r = Dump::open(&a.reference, &open_options(a))?;
-    let d = Dump::open(&a.candidate, &device_options(a))?;
+    let mut d = Dump::open(&a.candidate, &device_options(a))?;
+    remap(a, &r, &mut d)?;
     Ok((r, d))
+}
+
+/// `--data-mapping`, `--layer-mapping`, `--fuzzy`: renames device entries to the reference
+/// names they pair with.
+fn remap(a: &DumpArgs, r: &Dump, d: &mut Dump) -> anyhow::Result<()> {
+    if a.data_mapping.is_none() && a.layer_mapping.is_none() && !a.fuzzy {
+        return Ok(());
+    }
+    let o = driftscope::align::MappingOptions {
+        data_mapping: match &a.data_mapping {
+            Some(p) => driftscope::align::read_data_mapping(p)?,
+            None => Default::default(),
+        },
+        layer_mapping: match &a.layer_mapping {
+            Some(p) => driftscope::align::read_layer_mapping(p)?,
+            None => Default::default(),
+        },
+        fuzzy: a.fuzzy,
+    };
+    let m = driftscope::align::remap(&r.entries, &mut d.entries, &o);
+    eprintln!(
+        "driftscope: {} paired by mapping files, {} by --fuzzy ({})",
+        m.mapped.len(),
+        m.fuzzy.len(),
+        d.path.display()
+    );
+    Ok(())
 }
 
 fn compare_options(a: &DumpArgs, reference: &Dump) -> anyhow::Result<CompareOptions> {
@@ -229,7 +257,11 @@ fn bisect_one(
     let (r, d) = open_both(a)?;
     let opts = compare_options(a, &r)?;
     let baseline = match baseline {
-        Some(p) => Some(Dump::open(p, &device_options(a))?),
+        Some(p) => {
+            let mut b = Dump::open(p, &device_options(a))?;
+            remap(a, &r, &mut b)?;
+            Some(b)
+        }
         None => None,
     };
     driftscope::verdict::bisect::run(&r, &d, baseline.as_ref(), &opts, exhaustive)
