@@ -80,6 +80,9 @@ pub struct CompareArgs {
     /// Write one CSV row per pair here (msprobe column names where they mean the same).
     #[arg(long, value_name = "OUT.csv")]
     pub csv: Option<PathBuf>,
+    /// Write msprobe's compare_result CSV (its exact tensor-mode columns) here.
+    #[arg(long, value_name = "OUT.csv")]
+    pub msprobe_csv: Option<PathBuf>,
     /// Show only pairs that drift, diverge, differ or could not be compared.
     #[arg(long)]
     pub only_failing: bool,

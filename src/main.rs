@@ -140,6 +140,10 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = &a.csv {
         report::write_atomic(p, &report::csv::Csv.serialize(&c)?, &inputs)?;
     }
+    if let Some(p) = &a.msprobe_csv {
+        let bytes = report::msprobe_csv::MsprobeCsv.serialize(&c)?;
+        report::write_atomic(p, &bytes, &inputs)?;
+    }
     print!(
         "{}",
         table::render(
@@ -218,6 +222,10 @@ fn run_compare_ranks(a: CompareArgs) -> anyhow::Result<ExitCode> {
     for r in &m.ranks {
         if let Some(p) = &a.csv {
             let bytes = report::csv::Csv.serialize(&r.report)?;
+            report::write_atomic(&rank_file(p, r.rank), &bytes, &inputs)?;
+        }
+        if let Some(p) = &a.msprobe_csv {
+            let bytes = report::msprobe_csv::MsprobeCsv.serialize(&r.report)?;
             report::write_atomic(&rank_file(p, r.rank), &bytes, &inputs)?;
         }
         println!("== rank {} ==", r.rank);
