@@ -2,6 +2,7 @@
 //! [`Entry`]s in execution order whose tensors are loaded on demand, memory-mapped.
 
 pub mod ascend_layout;
+pub mod cann;
 mod dtype;
 mod error;
 pub mod msprobe;
@@ -34,6 +35,8 @@ pub enum Format {
     Npy,
     /// driftscope's own layout (`driftscope.json`), written by `harness/`.
     Native,
+    /// CANN offline dump files (graph mode, OM models; docs/ascend.md).
+    Cann,
 }
 
 /// What a dump recorded for each tensor.
@@ -72,6 +75,8 @@ pub enum Source {
     Raw(PathBuf),
     /// Already mapped (safetensors, npz members).
     Mapped(Tensor),
+    /// A tensor in a CANN dump file.
+    Cann(cann::CannTensor),
     /// Not saved (statistics or md5 task, or skipped), with the reason.
     Absent(String),
 }
@@ -161,6 +166,7 @@ impl Dump {
             Format::Native => native::open(path, options)?,
             Format::Safetensors => open_safetensors(path)?,
             Format::Npy => open_npy_dir(path, options)?,
+            Format::Cann => cann::open(path, options)?,
         };
         dump.options = options.clone();
         Ok(dump)
@@ -191,6 +197,7 @@ impl Dump {
                     }),
                 Source::Raw(p) => native::read_raw(p, entry),
                 Source::Mapped(t) => Ok(t.clone()),
+                Source::Cann(c) => cann::load(c, entry),
                 Source::Absent(why) => Err(DumpError::new(
                     &self.root,
                     ErrorKind::Unsupported(format!("tensor not saved: {why}")),
@@ -235,6 +242,7 @@ pub fn detect(path: &Path) -> Result<Format> {
             "dump.json" => Ok(Format::Msprobe),
             n if n.ends_with(".safetensors") => Ok(Format::Safetensors),
             n if n.ends_with(".npy") || n.ends_with(".npz") => Ok(Format::Npy),
+            _ if cann::is_cann_file(path) => Ok(Format::Cann),
             _ => Err(DumpError::new(
                 path,
                 ErrorKind::Layout("expected a dump folder, dump.json, driftscope.json, .safetensors, .npy or .npz".into()),
@@ -265,10 +273,12 @@ pub fn detect(path: &Path) -> Result<Format> {
                 "{s} .safetensors and {n} .npy/.npz files: point at one file or use --format"
             )),
         )),
+        _ if walk(path, 8).iter().any(|f| cann::is_cann_file(f)) => Ok(Format::Cann),
         _ => Err(DumpError::new(
             path,
             ErrorKind::Layout(
-                "no dump.json, driftscope.json, .safetensors, .npy or .npz found".into(),
+                "no dump.json, driftscope.json, .safetensors, .npy, .npz or CANN dump file found"
+                    .into(),
             ),
         )),
     }
