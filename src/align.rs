@@ -115,6 +115,8 @@ pub struct MappingOptions {
     pub layer_mapping: HashMap<String, HashMap<String, String>>,
     /// `--fuzzy`: pair leftovers by API name without call counters, in order.
     pub fuzzy: bool,
+    /// `--fusion-map`: fused candidate place -> the reference places it covers, in order.
+    pub fusion: HashMap<String, Vec<String>>,
 }
 
 /// What [`remap`] did: `(candidate name before, reference name now)` per renamed entry.
@@ -124,6 +126,9 @@ pub struct Remap {
     pub mapped: Vec<(String, String)>,
     /// Paired by `--fuzzy`.
     pub fuzzy: Vec<(String, String)>,
+    /// Reference tensors covered by a fused candidate op (`--fusion-map`) and left unpaired:
+    /// they are "fused", not "unmatched".
+    pub fused: Vec<String>,
 }
 
 /// A place without its call counter: `Functional.linear.3.forward` -> `Functional.linear.forward`,
@@ -227,18 +232,35 @@ pub fn remap(reference: &[Entry], candidate: &mut [Entry], opts: &MappingOptions
             }
         }
     }
+    // A fused op: its inputs meet the first covered place's inputs, its outputs the last's.
+    let mut covered: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for i in &open {
+        let e = &candidate[*i];
+        if let Some(places) = opts.fusion.get(&e.place) {
+            covered.extend(places.iter().map(String::as_str));
+        }
+    }
     let mut left = Vec::new();
     for i in open {
         let e = &candidate[i];
-        let target = opts
-            .data_mapping
-            .get(&e.name)
-            .cloned()
-            .or_else(|| {
-                let m = opts.data_mapping.get(&e.place)?;
-                Some(format!("{m}{}", &e.name[e.place.len()..]))
-            })
-            .or_else(|| layer_mapped(e, &classes, opts));
+        let fused_target = opts.fusion.get(&e.place).and_then(|places| {
+            let boundary = if e.role == "output" {
+                places.last()
+            } else {
+                places.first()
+            }?;
+            Some(format!("{boundary}{}", &e.name[e.place.len()..]))
+        });
+        let target = fused_target.or_else(|| {
+            opts.data_mapping
+                .get(&e.name)
+                .cloned()
+                .or_else(|| {
+                    let m = opts.data_mapping.get(&e.place)?;
+                    Some(format!("{m}{}", &e.name[e.place.len()..]))
+                })
+                .or_else(|| layer_mapped(e, &classes, opts))
+        });
         match target.filter(|t| free.contains_key(t.as_str())) {
             Some(t) => {
                 free.remove(t.as_str());
@@ -246,6 +268,14 @@ pub fn remap(reference: &[Entry], candidate: &mut [Entry], opts: &MappingOptions
                 candidate[i].name = t;
             }
             None => left.push(i),
+        }
+    }
+    if !covered.is_empty() {
+        for e in reference {
+            if covered.contains(e.place.as_str()) && free.contains_key(e.name.as_str()) {
+                free.remove(e.name.as_str());
+                out.fused.push(e.name.clone());
+            }
         }
     }
     if opts.fuzzy {
@@ -292,6 +322,30 @@ pub fn read_data_mapping(path: &std::path::Path) -> anyhow::Result<HashMap<Strin
             None => anyhow::bail!("{}: value of `{k}` is not a name", path.display()),
         })
         .collect()
+}
+
+/// Reads a `--fusion-map` file: fused candidate place -> covered reference places, as a JSON
+/// list or a YAML scalar of comma-separated places.
+pub fn read_fusion_map(path: &std::path::Path) -> anyhow::Result<HashMap<String, Vec<String>>> {
+    let v = read_mapping_file(path)?;
+    let bad = || anyhow::anyhow!("{}: expected fused op: [covered places]", path.display());
+    let o = v.as_object().ok_or_else(bad)?;
+    let mut out = HashMap::new();
+    for (k, v) in o {
+        let places: Vec<String> = match v {
+            serde_json::Value::String(s) => s.split(',').map(|p| p.trim().to_string()).collect(),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .map(|p| p.as_str().map(str::to_string).ok_or_else(bad))
+                .collect::<anyhow::Result<_>>()?,
+            _ => return Err(bad()),
+        };
+        if places.is_empty() || places.iter().any(String::is_empty) {
+            return Err(bad());
+        }
+        out.insert(k.clone(), places);
+    }
+    Ok(out)
 }
 
 /// Reads a `--layer-mapping` file: class -> {candidate child name: reference child name}.
@@ -496,6 +550,40 @@ mod tests {
         let al = align_entries(&r, &d);
         assert_eq!(al.pairs.len(), 5);
         assert_eq!(al.unmatched_candidate, vec![4]);
+    }
+
+    #[test]
+    fn fused_ops_meet_the_boundary_places_and_cover_the_rest() {
+        let r = vec![
+            entry("Functional.linear.0.forward", "input.0"),
+            entry("Functional.linear.0.forward", "output.0"),
+            entry("Functional.gelu.0.forward", "input.0"),
+            entry("Functional.gelu.0.forward", "output.0"),
+            entry("Functional.dropout.0.forward", "output.0"),
+        ];
+        let mut d = vec![
+            entry("NPU.npu_linear_gelu.0.forward", "input.0"),
+            entry("NPU.npu_linear_gelu.0.forward", "output.0"),
+        ];
+        let mut o = MappingOptions::default();
+        o.fusion.insert(
+            "NPU.npu_linear_gelu.0.forward".into(),
+            vec![
+                "Functional.linear.0.forward".into(),
+                "Functional.gelu.0.forward".into(),
+            ],
+        );
+        let m = remap(&r, &mut d, &o);
+        assert_eq!(d[0].name, "Functional.linear.0.forward.input.0");
+        assert_eq!(d[1].name, "Functional.gelu.0.forward.output.0");
+        assert_eq!(
+            m.fused,
+            vec![
+                "Functional.linear.0.forward.output.0",
+                "Functional.gelu.0.forward.input.0"
+            ]
+        );
+        assert_eq!(m.mapped.len(), 2);
     }
 
     #[test]

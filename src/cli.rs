@@ -66,6 +66,10 @@ pub struct DumpArgs {
     /// fuzzy match).
     #[arg(long)]
     pub fuzzy: bool,
+    /// Fused device ops (YAML or JSON): fused place -> the reference places it covers, in
+    /// order; compared at the fused boundary, covered tensors reported as fused.
+    #[arg(long, value_name = "FILE")]
+    pub fusion_map: Option<PathBuf>,
 }
 
 /// `driftscope compare`.

@@ -29,18 +29,43 @@ fn main() -> ExitCode {
     }
 }
 
-fn open_both(a: &DumpArgs) -> anyhow::Result<(Dump, Dump)> {
+/// The two dumps, and the reference tensors covered by fused device ops (`--fusion-map`).
+fn open_both(a: &DumpArgs) -> anyhow::Result<(Dump, Dump, Vec<String>)> {
     let r = Dump::open(&a.reference, &open_options(a))?;
     let mut d = Dump::open(&a.candidate, &device_options(a))?;
-    remap(a, &r, &mut d)?;
-    Ok((r, d))
+    let fused = remap(a, &r, &mut d)?;
+    Ok((r, d, fused))
+}
+
+/// Covered reference tensors are fused, not unmatched.
+fn mark_fused(c: &mut Comparison, fused: &[String]) {
+    if !fused.is_empty() {
+        let f: std::collections::HashSet<&str> = fused.iter().map(String::as_str).collect();
+        c.unmatched_reference.retain(|n| !f.contains(n.as_str()));
+        println!(
+            "fused: {} reference tensor(s) covered by fused device ops",
+            fused.len()
+        );
+    }
+}
+
+/// The JSON report, with `fused_reference` when some reference tensors were fused.
+fn report_json(c: &Comparison, fused: &[String]) -> anyhow::Result<Vec<u8>> {
+    if fused.is_empty() {
+        return report::json::Json.serialize(c);
+    }
+    let mut v = serde_json::to_value(c)?;
+    v["fused_reference"] = serde_json::json!(fused);
+    let mut b = serde_json::to_vec_pretty(&v)?;
+    b.push(b'\n');
+    Ok(b)
 }
 
 /// `--data-mapping`, `--layer-mapping`, `--fuzzy`: renames device entries to the reference
 /// names they pair with.
-fn remap(a: &DumpArgs, r: &Dump, d: &mut Dump) -> anyhow::Result<()> {
-    if a.data_mapping.is_none() && a.layer_mapping.is_none() && !a.fuzzy {
-        return Ok(());
+fn remap(a: &DumpArgs, r: &Dump, d: &mut Dump) -> anyhow::Result<Vec<String>> {
+    if a.data_mapping.is_none() && a.layer_mapping.is_none() && !a.fuzzy && a.fusion_map.is_none() {
+        return Ok(Vec::new());
     }
     let o = driftscope::align::MappingOptions {
         data_mapping: match &a.data_mapping {
@@ -52,6 +77,10 @@ fn remap(a: &DumpArgs, r: &Dump, d: &mut Dump) -> anyhow::Result<()> {
             None => Default::default(),
         },
         fuzzy: a.fuzzy,
+        fusion: match &a.fusion_map {
+            Some(p) => driftscope::align::read_fusion_map(p)?,
+            None => Default::default(),
+        },
     };
     let m = driftscope::align::remap(&r.entries, &mut d.entries, &o);
     eprintln!(
@@ -60,7 +89,7 @@ fn remap(a: &DumpArgs, r: &Dump, d: &mut Dump) -> anyhow::Result<()> {
         m.fuzzy.len(),
         d.path.display()
     );
-    Ok(())
+    Ok(m.fused)
 }
 
 fn compare_options(a: &DumpArgs, reference: &Dump) -> anyhow::Result<CompareOptions> {
@@ -128,14 +157,15 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     if is_multi_rank(&a.dumps) {
         return run_compare_ranks(a);
     }
-    let (r, d) = open_both(&a.dumps)?;
+    let (r, d, fused) = open_both(&a.dumps)?;
     let opts = compare_options(&a.dumps, &r)?;
     let bar = driftscope::progress::bar(r.entries.len() as u64, "comparing");
-    let c = compare(&r, &d, &opts, &|| bar.inc(1));
+    let mut c = compare(&r, &d, &opts, &|| bar.inc(1));
     bar.finish_and_clear();
+    mark_fused(&mut c, &fused);
     let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
     if let Some(p) = &a.json {
-        report::write_atomic(p, &report::json::Json.serialize(&c)?, &inputs)?;
+        report::write_atomic(p, &report_json(&c, &fused)?, &inputs)?;
     }
     if let Some(p) = &a.csv {
         report::write_atomic(p, &report::csv::Csv.serialize(&c)?, &inputs)?;
@@ -211,9 +241,11 @@ fn rank_errors(m: &MultiRank) -> ExitCode {
 fn run_compare_ranks(a: CompareArgs) -> anyhow::Result<ExitCode> {
     let m = ranks::compare_ranks(&a.dumps.reference, &a.dumps.candidate, |k, rp, dp| {
         let ra = rank_args(&a.dumps, k, rp, dp)?;
-        let (r, d) = open_both(&ra)?;
+        let (r, d, fused) = open_both(&ra)?;
         let opts = compare_options(&ra, &r)?;
-        Ok(compare(&r, &d, &opts, &|| {}))
+        let mut c = compare(&r, &d, &opts, &|| {});
+        mark_fused(&mut c, &fused);
+        Ok((c, fused))
     })?;
     let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
     if let Some(p) = &a.json {
@@ -248,10 +280,10 @@ fn run_bisect(a: BisectArgs) -> anyhow::Result<ExitCode> {
     if is_multi_rank(&a.dumps) {
         return run_bisect_ranks(a);
     }
-    let c = bisect_one(&a.dumps, a.baseline.as_deref(), a.exhaustive)?;
+    let (c, fused) = bisect_one(&a.dumps, a.baseline.as_deref(), a.exhaustive)?;
     let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
     if let Some(p) = &a.json {
-        report::write_atomic(p, &report::json::Json.serialize(&c)?, &inputs)?;
+        report::write_atomic(p, &report_json(&c, &fused)?, &inputs)?;
     }
     print!("{}", driftscope::report::bisect_text(&c, color(a.no_color)));
     Ok(input_errors(&c))
@@ -261,8 +293,8 @@ fn bisect_one(
     a: &DumpArgs,
     baseline: Option<&Path>,
     exhaustive: bool,
-) -> anyhow::Result<Comparison> {
-    let (r, d) = open_both(a)?;
+) -> anyhow::Result<(Comparison, Vec<String>)> {
+    let (r, d, fused) = open_both(a)?;
     let opts = compare_options(a, &r)?;
     let baseline = match baseline {
         Some(p) => {
@@ -272,7 +304,9 @@ fn bisect_one(
         }
         None => None,
     };
-    driftscope::verdict::bisect::run(&r, &d, baseline.as_ref(), &opts, exhaustive)
+    let mut c = driftscope::verdict::bisect::run(&r, &d, baseline.as_ref(), &opts, exhaustive)?;
+    mark_fused(&mut c, &fused);
+    Ok((c, fused))
 }
 
 fn run_bisect_ranks(a: BisectArgs) -> anyhow::Result<ExitCode> {

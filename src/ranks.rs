@@ -66,6 +66,9 @@ pub struct RankReport {
     pub rank: u32,
     /// That rank's report (the single-dump JSON report).
     pub report: Comparison,
+    /// Reference tensors covered by fused device ops (`--fusion-map`), when any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fused_reference: Vec<String>,
 }
 
 /// Where one rank first diverges.
@@ -116,12 +119,13 @@ impl MultiRank {
     }
 }
 
-/// Pairs the ranks of two multi-rank roots by id and runs `each(rank, ref_dir, dev_dir)` on
-/// every rank present on both sides, in parallel. Fails when either side is not a multi-rank
+/// Pairs the ranks of two multi-rank roots by id and runs `each(rank, ref_dir, dev_dir)` (a
+/// comparison and its fused reference tensors) on every rank present on both sides, in
+/// parallel. Fails when either side is not a multi-rank
 /// root, or when any rank's comparison fails (naming the rank).
 pub fn compare_ranks<F>(reference: &Path, candidate: &Path, each: F) -> anyhow::Result<MultiRank>
 where
-    F: Fn(u32, &Path, &Path) -> anyhow::Result<Comparison> + Sync,
+    F: Fn(u32, &Path, &Path) -> anyhow::Result<(Comparison, Vec<String>)> + Sync,
 {
     let side = |p: &Path, what: &str| {
         find_ranks(p).ok_or_else(|| {
@@ -142,7 +146,11 @@ where
         .par_iter()
         .map(|&(k, rp, dp)| {
             each(k, rp, dp)
-                .map(|report| RankReport { rank: k, report })
+                .map(|(report, fused_reference)| RankReport {
+                    rank: k,
+                    report,
+                    fused_reference,
+                })
                 .map_err(|e| e.context(format!("rank {k}")))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
