@@ -152,7 +152,8 @@ pub fn strip_counter(place: &str) -> String {
 
 /// The candidate name `--layer-mapping` gives a module entry: each path component `c` whose
 /// parent module's class has a `c: other` entry becomes `other` (classes come from the
-/// candidate's own places, `{Module|Cell}.{path}.{Class}.{pass}.{call}`).
+/// candidate's own places, `{Module|Cell}.{path}.{Class}.{pass}.{call}`; the top-level model
+/// is `TopLayer`, as in msprobe's layer mapping files).
 fn layer_mapped(
     e: &Entry,
     classes: &HashMap<String, String>,
@@ -175,8 +176,13 @@ fn layer_mapped(
     let mut changed = false;
     for i in 0..path.len() {
         let parent = path[..i].join(".");
-        let renamed = classes
-            .get(&parent)
+        // msprobe names the top-level model's class `TopLayer`.
+        let class = match classes.get(&parent) {
+            Some(c) => Some(c.as_str()),
+            None if parent.is_empty() => Some("TopLayer"),
+            None => None,
+        };
+        let renamed = class
             .and_then(|c| opts.layer_mapping.get(c))
             .and_then(|m| m.get(path[i]));
         match renamed {
@@ -515,6 +521,7 @@ mod tests {
             entry("Functional.linear.1.forward", "output.0"),
             entry("Module.net.attention.Attention.forward.0", "output.0"),
             entry("Torch.matmul.0.forward", "output.0"),
+            entry("Module.module.net.attention.Attention.forward.0", "input.0"),
         ];
         let mut d = vec![
             entry("Functional.linear.5.forward", "output.0"),
@@ -523,6 +530,11 @@ mod tests {
             entry("Cell.net.attn.Attention.forward.0", "output.0"),
             entry("Cell.net.Net.forward.0", "output.0"),
             entry("NPU.npu_fusion_matmul.0.forward", "output.0"),
+            entry(
+                "Cell.network_with_loss.net.attn.Attention.forward.0",
+                "input.0",
+            ),
+            entry("Cell.network_with_loss.net.Net.forward.0", "output.0"),
         ];
         let mut o = MappingOptions {
             fuzzy: true,
@@ -536,6 +548,10 @@ mod tests {
             "Net".into(),
             [("attn".to_string(), "attention".to_string())].into(),
         );
+        o.layer_mapping.insert(
+            "TopLayer".into(),
+            [("network_with_loss".to_string(), "module".to_string())].into(),
+        );
         let m = remap(&r, &mut d, &o);
         let names: Vec<&str> = d.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names[0], "Functional.linear.0.forward.output.0");
@@ -546,10 +562,14 @@ mod tests {
             "Module.net.attention.Attention.forward.0.output.0"
         );
         assert_eq!(names[5], "Torch.matmul.0.forward.output.0");
-        assert_eq!((m.mapped.len(), m.fuzzy.len()), (2, 3));
+        assert_eq!(
+            names[6],
+            "Module.module.net.attention.Attention.forward.0.input.0"
+        );
+        assert_eq!((m.mapped.len(), m.fuzzy.len()), (3, 3));
         let al = align_entries(&r, &d);
-        assert_eq!(al.pairs.len(), 5);
-        assert_eq!(al.unmatched_candidate, vec![4]);
+        assert_eq!(al.pairs.len(), 6);
+        assert_eq!(al.unmatched_candidate, vec![4, 7]);
     }
 
     #[test]
