@@ -1,5 +1,6 @@
 //! Command-line definitions (clap). Behaviour lives in the library; `main.rs` wires them.
 
+use crate::dump::ascend_layout::LayoutOverride;
 use crate::dump::{DType, Format};
 use crate::verdict::Fp32Matmul;
 use clap::{Args, Parser, Subcommand};
@@ -61,6 +62,26 @@ pub struct DumpArgs {
     /// against REF is each tensor's observed noise floor.
     #[arg(long, value_name = "REF2")]
     pub noise: Option<PathBuf>,
+    /// The candidate's tensors are stored in this NPU layout (nc1hwc0, ndc1hwc0, fractal-z,
+    /// fractal-nz, or an aclFormat code), optionally only those whose name matches REGEX;
+    /// they are converted to ND/NCHW before comparison (docs/ascend.md).
+    #[arg(long, value_name = "FORMAT[:REGEX]", value_parser = LayoutOverride::parse)]
+    pub layout: Option<LayoutOverride>,
+    /// msprobe data mapping (YAML or JSON): candidate (NPU) name -> reference (bench) name,
+    /// for tensors or whole places.
+    #[arg(long, value_name = "FILE")]
+    pub data_mapping: Option<PathBuf>,
+    /// msprobe layer mapping (YAML or JSON): module class -> {candidate child: reference child}.
+    #[arg(long, value_name = "FILE")]
+    pub layer_mapping: Option<PathBuf>,
+    /// Pair leftover entries by API name without call counters, in execution order (msprobe's
+    /// fuzzy match).
+    #[arg(long)]
+    pub fuzzy: bool,
+    /// Fused device ops (YAML or JSON): fused place -> the reference places it covers, in
+    /// order; compared at the fused boundary, covered tensors reported as fused.
+    #[arg(long, value_name = "FILE")]
+    pub fusion_map: Option<PathBuf>,
 }
 
 /// `driftscope compare`.
@@ -75,6 +96,9 @@ pub struct CompareArgs {
     /// Write one CSV row per pair here (msprobe column names where they mean the same).
     #[arg(long, value_name = "OUT.csv")]
     pub csv: Option<PathBuf>,
+    /// Write msprobe's compare_result CSV (its exact tensor-mode columns) here.
+    #[arg(long, value_name = "OUT.csv")]
+    pub msprobe_csv: Option<PathBuf>,
     /// Show only pairs that drift, diverge, differ or could not be compared.
     #[arg(long)]
     pub only_failing: bool,

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod nightly;
 pub mod plot;
 pub mod progress;
+pub mod ranks;
 pub mod replay;
 pub mod report;
 pub mod verdict;

@@ -1,6 +1,8 @@
 //! Reading dumps: every layout driftscope understands becomes one [`Dump`], a list of
 //! [`Entry`]s in execution order whose tensors are loaded on demand, memory-mapped.
 
+pub mod ascend_layout;
+pub mod cann;
 mod dtype;
 mod error;
 pub mod msprobe;
@@ -33,6 +35,8 @@ pub enum Format {
     Npy,
     /// driftscope's own layout (`driftscope.json`), written by `harness/`.
     Native,
+    /// CANN offline dump files (graph mode, OM models; docs/ascend.md).
+    Cann,
 }
 
 /// What a dump recorded for each tensor.
@@ -71,6 +75,8 @@ pub enum Source {
     Raw(PathBuf),
     /// Already mapped (safetensors, npz members).
     Mapped(Tensor),
+    /// A tensor in a CANN dump file.
+    Cann(cann::CannTensor),
     /// Not saved (statistics or md5 task, or skipped), with the reason.
     Absent(String),
 }
@@ -112,6 +118,8 @@ pub struct OpenOptions {
     pub npy_dtype: Option<DType>,
     /// Follow symlinks that point outside the dump folder.
     pub allow_symlinks: bool,
+    /// Read tensors as stored in an NPU private layout (`--layout`; see docs/ascend.md).
+    pub layout: Option<ascend_layout::LayoutOverride>,
 }
 
 /// A dump: entries in execution order and the facts needed to load and describe them.
@@ -158,6 +166,7 @@ impl Dump {
             Format::Native => native::open(path, options)?,
             Format::Safetensors => open_safetensors(path)?,
             Format::Npy => open_npy_dir(path, options)?,
+            Format::Cann => cann::open(path, options)?,
         };
         dump.options = options.clone();
         Ok(dump)
@@ -165,17 +174,36 @@ impl Dump {
 
     /// Loads an entry's tensor (memory-mapped where possible). Errors name the entry.
     pub fn load(&self, entry: &Entry) -> Result<Tensor> {
-        let t = match &entry.source {
-            Source::Pt(p) => pt::read_single(p).map(|t| t.tensor),
-            Source::Npy(p) => npy::read_npy(p, self.options.npy_dtype.or(entry.dtype)),
-            Source::Raw(p) => native::read_raw(p, entry),
-            Source::Mapped(t) => Ok(t.clone()),
-            Source::Absent(why) => Err(DumpError::new(
-                &self.root,
-                ErrorKind::Unsupported(format!("tensor not saved: {why}")),
-            )),
-        }
-        .map_err(|e| e.with_entry(&entry.name))?;
+        let force = self
+            .options
+            .layout
+            .as_ref()
+            .and_then(|l| l.for_tensor(&entry.name));
+        let t =
+            match &entry.source {
+                Source::Pt(p) => pt::read_single_with(p, force).map(|t| t.tensor),
+                Source::Npy(p) => npy::read_npy(p, self.options.npy_dtype.or(entry.dtype))
+                    .and_then(|t| match (force, &entry.shape) {
+                        (Some(f), Some(shape)) if f.fits_rank(shape.len()) => {
+                            ascend_layout::unpack(f, t.dtype, shape, &t.data)
+                                .map(|data| Tensor {
+                                    dtype: t.dtype,
+                                    shape: shape.clone(),
+                                    data: Bytes::Owned(data),
+                                })
+                                .map_err(|m| DumpError::new(p, ErrorKind::Header(m)))
+                        }
+                        _ => Ok(t),
+                    }),
+                Source::Raw(p) => native::read_raw(p, entry),
+                Source::Mapped(t) => Ok(t.clone()),
+                Source::Cann(c) => cann::load(c, entry),
+                Source::Absent(why) => Err(DumpError::new(
+                    &self.root,
+                    ErrorKind::Unsupported(format!("tensor not saved: {why}")),
+                )),
+            }
+            .map_err(|e| e.with_entry(&entry.name))?;
         if let Some(shape) = &entry.shape {
             if checked_numel(shape) != Some(t.numel()) {
                 return Err(DumpError::new(
@@ -214,6 +242,7 @@ pub fn detect(path: &Path) -> Result<Format> {
             "dump.json" => Ok(Format::Msprobe),
             n if n.ends_with(".safetensors") => Ok(Format::Safetensors),
             n if n.ends_with(".npy") || n.ends_with(".npz") => Ok(Format::Npy),
+            _ if cann::is_cann_file(path) => Ok(Format::Cann),
             _ => Err(DumpError::new(
                 path,
                 ErrorKind::Layout("expected a dump folder, dump.json, driftscope.json, .safetensors, .npy or .npz".into()),
@@ -244,10 +273,12 @@ pub fn detect(path: &Path) -> Result<Format> {
                 "{s} .safetensors and {n} .npy/.npz files: point at one file or use --format"
             )),
         )),
+        _ if walk(path, 8).iter().any(|f| cann::is_cann_file(f)) => Ok(Format::Cann),
         _ => Err(DumpError::new(
             path,
             ErrorKind::Layout(
-                "no dump.json, driftscope.json, .safetensors, .npy or .npz found".into(),
+                "no dump.json, driftscope.json, .safetensors, .npy, .npz or CANN dump file found"
+                    .into(),
             ),
         )),
     }

@@ -125,6 +125,10 @@ pub fn op_type(place: &str) -> Option<String> {
     let parts: Vec<&str> = place.split('.').collect();
     let n = parts.len();
     if matches!(parts.first(), Some(&"Module") | Some(&"Cell")) {
+        if parts.last() == Some(&"parameters_grad") {
+            // Module.{path}.{Class}.parameters_grad
+            return (n >= 3).then(|| parts[n - 2].to_string());
+        }
         // Module.{path}.{Class}.{forward|backward}.{call}
         (n >= 4).then(|| parts[n - 3].to_string())
     } else {
@@ -380,6 +384,18 @@ mod tests {
         assert_eq!(
             op_type("Module.features.0.0.Conv2d.forward.0").as_deref(),
             Some("Conv2d")
+        );
+        assert_eq!(
+            op_type("Module.features.0.Conv2d.backward.1").as_deref(),
+            Some("Conv2d")
+        );
+        assert_eq!(
+            op_type("Module.features.0.Conv2d.parameters_grad").as_deref(),
+            Some("Conv2d")
+        );
+        assert_eq!(
+            op_type("Functional.silu.1.backward").as_deref(),
+            Some("silu")
         );
     }
 

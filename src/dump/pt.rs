@@ -5,6 +5,7 @@
 //! pickles (magic, protocol, sys info, the object), a pickled list of storage keys, then each
 //! storage as `u64 numel` followed by its raw bytes.
 
+use super::ascend_layout::NpuFormat;
 use super::error::{err, DumpError, ErrorKind, Result};
 use super::pickle::{self, PersistentIds, TensorRef, Value};
 use super::tensor::{map_file, Bytes, Tensor};
@@ -36,11 +37,19 @@ pub struct PtTensor {
 /// Reads every tensor of a `torch.save` file: a bare tensor (msprobe writes one per file), or a
 /// dict/list of tensors (named by their key path).
 pub fn read(path: &Path) -> Result<Vec<PtTensor>> {
+    read_with(path, None)
+}
+
+/// [`read`], with tensors stored in the NPU private layout `force` (`--layout`) converted to
+/// their logical layout (those whose rank the layout fits). torch_npu's own `npu_format` code
+/// is not a reason to convert: torch_npu writes the storage in ND order and casts it back to
+/// that format on load (docs/ascend.md).
+pub fn read_with(path: &Path, force: Option<NpuFormat>) -> Result<Vec<PtTensor>> {
     let map = map_file(path)?;
     if map.len() >= 4 && &map[..4] == b"PK\x03\x04" {
-        read_zip(path, map)
+        read_zip(path, map, force)
     } else if map.len() >= 2 && map[0] == 0x80 {
-        read_legacy(path, map)
+        read_legacy(path, map, force)
     } else {
         err(
             path,
@@ -51,7 +60,12 @@ pub fn read(path: &Path) -> Result<Vec<PtTensor>> {
 
 /// Reads a file that must hold exactly one tensor (msprobe's layout).
 pub fn read_single(path: &Path) -> Result<PtTensor> {
-    let mut v = read(path)?;
+    read_single_with(path, None)
+}
+
+/// [`read_single`] with [`read_with`]'s layout conversion.
+pub fn read_single_with(path: &Path, force: Option<NpuFormat>) -> Result<PtTensor> {
+    let mut v = read_with(path, force)?;
     if v.len() != 1 {
         return err(
             path,
@@ -65,7 +79,7 @@ fn zip_err(path: &Path, e: impl std::fmt::Display) -> DumpError {
     DumpError::new(path, ErrorKind::Zip(e.to_string()))
 }
 
-fn read_zip(path: &Path, map: Arc<Mmap>) -> Result<Vec<PtTensor>> {
+fn read_zip(path: &Path, map: Arc<Mmap>, force: Option<NpuFormat>) -> Result<Vec<PtTensor>> {
     let mut zip = zip::ZipArchive::new(Cursor::new(&map[..])).map_err(|e| zip_err(path, e))?;
     // Index entries by name once: (data start, size, stored?).
     let mut entries: HashMap<String, (u64, u64, bool)> = HashMap::with_capacity(zip.len());
@@ -107,6 +121,7 @@ fn read_zip(path: &Path, map: Arc<Mmap>) -> Result<Vec<PtTensor>> {
         path,
         &root,
         String::new(),
+        force,
         &mut out,
         &mut |r: &TensorRef| {
             let name = format!("{prefix}data/{}", r.storage.key);
@@ -152,6 +167,7 @@ fn collect(
     path: &Path,
     v: &Value,
     key: String,
+    force: Option<NpuFormat>,
     out: &mut Vec<PtTensor>,
     storage: &mut dyn FnMut(&TensorRef) -> Result<Bytes>,
 ) -> Result<()> {
@@ -178,6 +194,30 @@ fn collect(
                     )),
                 );
             }
+            // torch_npu saves NPU tensors in their logical (ND) layout and only records the
+            // device format (`npu_format`) to restore it on load, so only `--layout` converts.
+            if let Some(f) = force.filter(|f| f.is_private() && f.fits_rank(r.shape.len())) {
+                let item = r.storage.dtype.size();
+                let start = usize::try_from(r.offset)
+                    .ok()
+                    .and_then(|o| o.checked_mul(item))
+                    .filter(|&s| s <= bytes.len())
+                    .ok_or_else(|| DumpError::new(path, ErrorKind::Bounds("offset".into())))?;
+                let data =
+                    super::ascend_layout::unpack(f, r.storage.dtype, &r.shape, &bytes[start..])
+                        .map_err(|m| DumpError::new(path, ErrorKind::Header(m)))?;
+                out.push(PtTensor {
+                    key,
+                    tensor: Tensor {
+                        dtype: r.storage.dtype,
+                        shape: r.shape.clone(),
+                        data: Bytes::Owned(data),
+                    },
+                    location: r.storage.location.clone(),
+                    npu_format: r.npu_format,
+                });
+                return Ok(());
+            }
             let tensor = Tensor::strided(
                 path,
                 r.storage.dtype,
@@ -201,12 +241,12 @@ fn collect(
                     Value::Int(i) => i.to_string(),
                     _ => continue,
                 };
-                collect(path, x, join(&k), out, storage)?;
+                collect(path, x, join(&k), force, out, storage)?;
             }
         }
         Value::List(items) | Value::Tuple(items) => {
             for (i, x) in items.iter().enumerate() {
-                collect(path, x, join(&i.to_string()), out, storage)?;
+                collect(path, x, join(&i.to_string()), force, out, storage)?;
             }
         }
         _ => {}
@@ -214,7 +254,7 @@ fn collect(
     Ok(())
 }
 
-fn read_legacy(path: &Path, map: Arc<Mmap>) -> Result<Vec<PtTensor>> {
+fn read_legacy(path: &Path, map: Arc<Mmap>, force: Option<NpuFormat>) -> Result<Vec<PtTensor>> {
     let pk = |k: ErrorKind| DumpError::new(path, k);
     let mut pos = 0usize;
     let next = |pos: &mut usize| -> Result<Value> {
@@ -277,6 +317,7 @@ fn read_legacy(path: &Path, map: Arc<Mmap>) -> Result<Vec<PtTensor>> {
         path,
         &root,
         String::new(),
+        force,
         &mut out,
         &mut |r: &TensorRef| {
             let &(s, n) = ranges.get(&r.storage.key).ok_or_else(|| {

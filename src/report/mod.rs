@@ -3,6 +3,7 @@
 
 pub mod csv;
 pub mod json;
+pub mod msprobe_csv;
 pub mod table;
 
 use crate::compare::Comparison;
