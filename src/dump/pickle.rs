@@ -10,7 +10,7 @@
 use super::dtype::DType;
 
 /// Most nodes (values, including copies made by memo gets) one pickle may create.
-const NODE_BUDGET: usize = 4_000_000;
+const NODE_BUDGET: usize = 1_000_000;
 /// Deepest nesting of containers accepted.
 const MAX_DEPTH: usize = 256;
 
