@@ -271,3 +271,14 @@ fn fuzzer_found_slow_pickles_are_bounded() {
         assert!(t.elapsed() < Duration::from_secs(120));
     }
 }
+
+#[test]
+fn fuzzer_found_nested_npy_header_is_refused_fast() {
+    // Found by `fuzz/run.sh run 200 npy`: a header of 120 nested `{` made the header parser
+    // backtrack for 45 s. It is refused before parsing.
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz/npy_slow_1.npy");
+    let t = Instant::now();
+    let e = driftscope::dump::npy::read_npy(&p, None).unwrap_err();
+    assert!(e.to_string().contains("brackets"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}

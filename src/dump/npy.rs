@@ -52,9 +52,40 @@ fn dtype_of(descr: &str, hint: Option<DType>) -> std::result::Result<DType, Erro
     })
 }
 
+/// A plain array's header is one dict literal holding one shape tuple. npyz's literal parser
+/// backtracks exponentially on deeply nested brackets (found by fuzzing: 120 `{` took 45 s),
+/// so anything with more than a dict, a tuple and a list is refused before it gets there.
+fn check_header_shape(bytes: &[u8]) -> std::result::Result<(), ErrorKind> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(ErrorKind::Header(
+            "not an .npy file (no \\x93NUMPY magic)".into(),
+        ));
+    }
+    let (len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(ErrorKind::Header(format!("npy version {v}"))),
+    };
+    let text = &bytes[start..(start + len).min(bytes.len()).min(MAX_HEADER)];
+    let opens = text
+        .iter()
+        .filter(|&&c| matches!(c, b'{' | b'(' | b'['))
+        .count();
+    if opens > 3 {
+        return Err(ErrorKind::Header(format!(
+            "npy header has {opens} brackets; a plain array's has 2"
+        )));
+    }
+    Ok(())
+}
+
 /// Parses an `.npy` image held in `map[start..start+len]` (a file or a stored npz member).
 fn parse(path: &Path, map: Bytes, hint: Option<DType>) -> std::result::Result<Tensor, ErrorKind> {
     let bytes: &[u8] = &map;
+    check_header_shape(bytes)?;
     let mut reader = &bytes[..bytes.len().min(MAX_HEADER)];
     let header = npyz::NpyHeader::from_reader(&mut reader)
         .map_err(|e| ErrorKind::Header(format!("npy header: {e}")))?;
