@@ -107,8 +107,9 @@ pub fn parse_json(bytes: &[u8]) -> serde_json::Result<Value> {
     serde_json::from_slice(&quote_nonfinite(bytes))
 }
 
-fn num(v: Option<&Value>) -> Option<f64> {
-    match v? {
+/// A number as msprobe records it: a JSON number, or a string (`"NaN"`, `"inf"`, `"1e-3"`).
+pub fn json_f64(v: &Value) -> Option<f64> {
+    match v {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => match s.as_str() {
             "NaN" | "nan" => Some(f64::NAN),
@@ -290,10 +291,10 @@ impl Walk<'_> {
             return Err(bad("`shape` is not a list of sizes".into()));
         }
         let stats = RecordedStats {
-            max: num(o.get("Max")),
-            min: num(o.get("Min")),
-            mean: num(o.get("Mean")),
-            norm: num(o.get("Norm")),
+            max: o.get("Max").and_then(json_f64),
+            min: o.get("Min").and_then(json_f64),
+            mean: o.get("Mean").and_then(json_f64),
+            norm: o.get("Norm").and_then(json_f64),
         };
         let checksum = o.get("md5").and_then(|m| m.as_str()).map(str::to_string);
         *self.any_md5 |= checksum.is_some();
@@ -403,9 +404,9 @@ mod tests {
     fn quotes_python_nonfinite_outside_strings() {
         let s = br#"{"a": NaN, "b": -Infinity, "c": "NaN here", "d": Infinity}"#;
         let v: Value = serde_json::from_slice(&quote_nonfinite(s)).unwrap();
-        assert!(num(v.get("a")).unwrap().is_nan());
-        assert_eq!(num(v.get("b")), Some(f64::NEG_INFINITY));
+        assert!(v.get("a").and_then(json_f64).unwrap().is_nan());
+        assert_eq!(v.get("b").and_then(json_f64), Some(f64::NEG_INFINITY));
         assert_eq!(v["c"], "NaN here");
-        assert_eq!(num(v.get("d")), Some(f64::INFINITY));
+        assert_eq!(v.get("d").and_then(json_f64), Some(f64::INFINITY));
     }
 }

@@ -51,19 +51,6 @@ pub struct Call {
     pub outputs: Vec<Arg>,
 }
 
-fn num(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => match s.as_str() {
-            "NaN" | "nan" => Some(f64::NAN),
-            "Infinity" | "inf" => Some(f64::INFINITY),
-            "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
-            s => s.parse().ok(),
-        },
-        _ => None,
-    }
-}
-
 fn parse(v: &Value, load: &dyn Fn(&str) -> R<Arr>, depth: usize) -> R<Arg> {
     if depth > 16 {
         return Err("arguments nested too deeply".into());
@@ -89,7 +76,7 @@ fn parse(v: &Value, load: &dyn Fn(&str) -> R<Arr>, depth: usize) -> R<Arg> {
                     Some(i) => Arg::Int(i),
                     None => Arg::Other(format!("int {x}")),
                 },
-                ("float", Some(x)) => match num(x) {
+                ("float", Some(x)) => match crate::dump::msprobe::json_f64(x) {
                     Some(f) => Arg::Float(f),
                     None => Arg::Other(format!("float {x}")),
                 },

@@ -35,6 +35,18 @@ pub fn fmt_f(x: f64) -> String {
     }
 }
 
+/// What the `--noise` calibration showed, one line (printed by `compare` and `bisect`).
+pub fn calibration_line(a: &crate::verdict::Analysis) -> Option<String> {
+    let cal = a.calibration.as_ref()?;
+    Some(format!(
+        "noise calibrated by {} ({} tensors); closest place to the line: {} (margin {})",
+        cal.path.display(),
+        cal.tensors,
+        cal.closest.as_deref().unwrap_or("-"),
+        cal.margin.map(|m| format!("{m:.1}x")).unwrap_or("-".into())
+    ))
+}
+
 /// Formats a p-value; one that underflows double precision is shown as a bound.
 pub fn fmt_p(p: f64) -> String {
     if p > 0.0 {
@@ -152,15 +164,8 @@ pub fn bisect_text(c: &Comparison, color: bool) -> String {
             );
         }
     }
-    if let Some(cal) = &a.calibration {
-        let _ = writeln!(
-            s,
-            "noise calibrated by {} ({} tensors); closest place to the line: {} (margin {})",
-            cal.path.display(),
-            cal.tensors,
-            cal.closest.as_deref().unwrap_or("-"),
-            cal.margin.map(|m| format!("{m:.1}x")).unwrap_or("-".into())
-        );
+    if let Some(line) = calibration_line(a) {
+        let _ = writeln!(s, "{line}");
     }
     let _ = writeln!(
         s,

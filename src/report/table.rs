@@ -213,15 +213,8 @@ pub fn summary(c: &Comparison, color: bool, shown: usize) -> String {
         Overall::Changed => "33",
         _ => "1;32",
     };
-    if let Some(cal) = &a.calibration {
-        let _ = writeln!(
-            s,
-            "noise calibrated by {} ({} tensors); closest place to the line: {} (margin {})",
-            cal.path.display(),
-            cal.tensors,
-            cal.closest.as_deref().unwrap_or("-"),
-            cal.margin.map(|m| format!("{m:.1}x")).unwrap_or("-".into())
-        );
+    if let Some(line) = super::calibration_line(a) {
+        let _ = writeln!(s, "{line}");
     }
     let _ = writeln!(s, "{}", paint(&a.summary, code, color));
     if let Some(f) = &a.first_divergence {

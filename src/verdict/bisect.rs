@@ -162,19 +162,11 @@ const WARMUP: usize = 6;
 
 /// Unit roundoff of the run's coarsest precision (from the dumps' recorded dtypes).
 fn run_unit_roundoff(r: &Dump, d: &Dump, al: &Alignment, mode: noise::Fp32Matmul) -> f64 {
-    al.pairs
-        .iter()
-        .filter_map(|p| {
-            let (a, b) = (&r.entries[p.reference], &d.entries[p.candidate]);
-            Some(noise::unit_roundoff(
-                a.dtype?,
-                b.dtype?,
-                a.op_type.as_deref(),
-                mode,
-            ))
-        })
-        .fold(0.0, f64::max)
-        .max(f64::MIN_POSITIVE)
+    let triples = al.pairs.iter().filter_map(|p| {
+        let (a, b) = (&r.entries[p.reference], &d.entries[p.candidate]);
+        Some((a.dtype?, b.dtype?, a.op_type.as_deref()))
+    });
+    noise::coarsest_roundoff(triples, mode).max(f64::MIN_POSITIVE)
 }
 
 /// P(k) of the search: some output of the place is elevated, or NaN/Inf appear on one side.

@@ -488,17 +488,12 @@ pub fn places(pairs: &[PairReport]) -> Vec<Vec<usize>> {
 
 /// Unit roundoff of the coarsest precision among the pairs.
 pub fn run_roundoff(pairs: &[PairReport], mode: Fp32Matmul) -> f64 {
-    pairs
-        .iter()
-        .filter_map(|p| {
-            Some(noise::unit_roundoff(
-                p.dtype_ref?,
-                p.dtype_dev?,
-                p.op_type.as_deref(),
-                mode,
-            ))
-        })
-        .fold(0.0, f64::max)
+    noise::coarsest_roundoff(
+        pairs
+            .iter()
+            .filter_map(|p| Some((p.dtype_ref?, p.dtype_dev?, p.op_type.as_deref()))),
+        mode,
+    )
 }
 
 /// Judges every place of a comparison in execution order (the exhaustive method).

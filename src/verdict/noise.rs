@@ -202,6 +202,16 @@ pub fn unit_roundoff(r: DType, d: DType, op: Option<&str>, mode: Fp32Matmul) -> 
     }
 }
 
+/// Unit roundoff of the coarsest precision among `(reference, candidate, op)` triples.
+pub fn coarsest_roundoff<'a>(
+    pairs: impl Iterator<Item = (DType, DType, Option<&'a str>)>,
+    mode: Fp32Matmul,
+) -> f64 {
+    pairs
+        .map(|(r, d, op)| unit_roundoff(r, d, op, mode))
+        .fold(0.0, f64::max)
+}
+
 /// Relative L2 error that one rounding into the pair's precision may cause: the unit
 /// roundoff, plus the absolute floor of subnormal spacing relative to the reference's RMS
 /// (tiny activations in fp16 lose relative precision; docs/metrics.md).
