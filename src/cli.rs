@@ -36,14 +36,10 @@ pub enum Command {
     Plot(PlotArgs),
 }
 
-/// How to read the two dumps.
+/// How to read dumps and which pairs to compare, shared by every command that opens dumps.
 #[derive(Args, Debug, Clone)]
-pub struct DumpArgs {
-    /// Reference dump (folder, dump.json, driftscope.json, .safetensors, .npy/.npz).
-    pub reference: PathBuf,
-    /// Candidate (device) dump.
-    pub candidate: PathBuf,
-    /// Force the layout of both dumps instead of detecting it.
+pub struct ReadArgs {
+    /// Force the layout of the dumps instead of detecting it.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
     /// True dtype of .npy arrays numpy cannot name (bf16 saved as <V2 or <i2, fp8 as |V1).
@@ -58,6 +54,18 @@ pub struct DumpArgs {
     /// Only pairs whose tensor name matches this regular expression.
     #[arg(long)]
     pub filter: Option<String>,
+}
+
+/// How to read the two dumps.
+#[derive(Args, Debug, Clone)]
+pub struct DumpArgs {
+    /// Reference dump (folder, dump.json, driftscope.json, .safetensors, .npy/.npz).
+    pub reference: PathBuf,
+    /// Candidate (device) dump.
+    pub candidate: PathBuf,
+    /// How to read and compare them.
+    #[command(flatten)]
+    pub read: ReadArgs,
     /// A calibration run (a second reference run, or a trusted clean device run): its error
     /// against REF is each tensor's observed noise floor.
     #[arg(long, value_name = "REF2")]
@@ -233,21 +241,9 @@ pub struct ReportArgs {
         default_value = "driftscope-report"
     )]
     pub out: PathBuf,
-    /// Force the layout of every dump instead of detecting it.
-    #[arg(long, value_enum)]
-    pub format: Option<Format>,
-    /// True dtype of .npy arrays numpy cannot name (bf16 saved as <V2 or <i2, fp8 as |V1).
-    #[arg(long, value_parser = parse_dtype)]
-    pub npy_dtype: Option<DType>,
-    /// Follow symlinks inside a dump that point outside it.
-    #[arg(long)]
-    pub allow_symlinks: bool,
-    /// How fp32 matrix products ran on the device (auto: TF32/HF32 allowed for them).
-    #[arg(long, value_enum, default_value_t = Fp32Matmul::Auto)]
-    pub fp32_matmul: Fp32Matmul,
-    /// Only pairs whose tensor name matches this regular expression.
-    #[arg(long)]
-    pub filter: Option<String>,
+    /// How to read and compare the dumps.
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 /// `driftscope plot`.

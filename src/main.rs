@@ -4,8 +4,8 @@
 use anyhow::Context;
 use clap::Parser;
 use driftscope::cli::{
-    BaselineArgs, BisectArgs, CheckArgs, Cli, Command, CompareArgs, DumpArgs, PlotArgs, ReplayArgs,
-    ReportArgs, TrendArgs,
+    BaselineArgs, BisectArgs, CheckArgs, Cli, Command, CompareArgs, DumpArgs, PlotArgs, ReadArgs,
+    ReplayArgs, ReportArgs, TrendArgs,
 };
 use driftscope::compare::{compare, CompareOptions, Comparison, Status};
 use driftscope::dump::{Dump, OpenOptions};
@@ -15,7 +15,7 @@ use driftscope::ranks::{self, MultiRank};
 use driftscope::replay;
 use driftscope::report::{self, table, Exporter};
 use driftscope::verdict::calibrate::Calibration;
-use driftscope::verdict::{Fp32Matmul, NoiseOptions};
+use driftscope::verdict::NoiseOptions;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -106,7 +106,7 @@ fn remap(a: &DumpArgs, r: &Dump, d: &mut Dump) -> anyhow::Result<Vec<String>> {
 
 /// Options from the command line; `--noise` compares its calibration run with `reference`.
 fn compare_options(a: &DumpArgs, reference: &Dump) -> anyhow::Result<CompareOptions> {
-    let mut o = options(a.filter.as_deref(), a.fp32_matmul)?;
+    let mut o = options(&a.read)?;
     if let Some(p) = &a.noise {
         let cal = Dump::open(p, &open_options(a))?;
         let c = compare(reference, &cal, &o, &|| {});
@@ -116,6 +116,10 @@ fn compare_options(a: &DumpArgs, reference: &Dump) -> anyhow::Result<CompareOpti
 }
 
 fn open_options(a: &DumpArgs) -> OpenOptions {
+    read_options(&a.read)
+}
+
+fn read_options(a: &ReadArgs) -> OpenOptions {
     OpenOptions {
         format: a.format,
         npy_dtype: a.npy_dtype,
@@ -190,8 +194,10 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
 
 /// Both sides (or either) are msprobe roots with `rankN` folders.
 fn is_multi_rank(a: &DumpArgs) -> bool {
-    matches!(a.format, None | Some(driftscope::dump::Format::Msprobe))
-        && (ranks::find_ranks(&a.reference).is_some() || ranks::find_ranks(&a.candidate).is_some())
+    matches!(
+        a.read.format,
+        None | Some(driftscope::dump::Format::Msprobe)
+    ) && (ranks::find_ranks(&a.reference).is_some() || ranks::find_ranks(&a.candidate).is_some())
 }
 
 /// `a` narrowed to one rank: its two folders, and the same rank of `--noise` / `--baseline`.
@@ -372,14 +378,16 @@ fn run_bisect_ranks(a: BisectArgs) -> anyhow::Result<ExitCode> {
     Ok(rank_errors(&m))
 }
 
-fn options(filter: Option<&str>, fp32_matmul: Fp32Matmul) -> anyhow::Result<CompareOptions> {
+fn options(a: &ReadArgs) -> anyhow::Result<CompareOptions> {
     Ok(CompareOptions {
-        filter: filter
+        filter: a
+            .filter
+            .as_deref()
             .map(regex::Regex::new)
             .transpose()
             .context("--filter is not a valid regular expression")?,
         noise: NoiseOptions {
-            fp32_matmul,
+            fp32_matmul: a.fp32_matmul,
             ..NoiseOptions::default()
         },
         calibration: None,
@@ -433,7 +441,7 @@ fn nightly_compare(
 ) -> anyhow::Result<Result<(Comparison, NoiseOptions), ExitCode>> {
     let (r, d, fused) = open_both(a)?;
     let mut opts = compare_options(a, &r)?;
-    opts.noise = cfg.noise_options(a.fp32_matmul);
+    opts.noise = cfg.noise_options(a.read.fp32_matmul);
     let bar = driftscope::progress::bar(r.entries.len() as u64, "comparing");
     let mut c = compare(&r, &d, &opts, &|| bar.inc(1));
     bar.finish_and_clear();
@@ -537,13 +545,8 @@ fn label(p: &std::path::Path) -> String {
 }
 
 fn run_report(a: ReportArgs) -> anyhow::Result<ExitCode> {
-    let o = OpenOptions {
-        format: a.format,
-        npy_dtype: a.npy_dtype,
-        allow_symlinks: a.allow_symlinks,
-        ..OpenOptions::default()
-    };
-    let opts = options(a.filter.as_deref(), a.fp32_matmul)?;
+    let o = read_options(&a.read);
+    let opts = options(&a.read)?;
     let r = Dump::open(&a.reference, &o)?;
     let devs = a
         .candidates
