@@ -88,6 +88,9 @@ pub struct CallReplay {
     pub allowance: Option<f64>,
     /// Device output dtype.
     pub dtype: Option<String>,
+    /// What recomputed the device side: `driftscope` (pure Rust) or `libtorch <ATen schema>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed_by: Option<String>,
     /// Conclusion.
     pub verdict: ReplayVerdict,
 }
@@ -170,6 +173,12 @@ impl<'a> Side<'a> {
 
 /// Recomputes a call's first output in float64 from its recorded arguments.
 pub fn recompute(call: &Call) -> R<ArrayD<f64>> {
+    recompute_by(call).map(|(a, _)| a)
+}
+
+/// [`recompute`], also naming what computed it: `driftscope` for the pure-Rust ops, the ATen
+/// schema for libtorch (`--features torch`), which is tried for ops the pure-Rust list lacks.
+pub fn recompute_by(call: &Call) -> R<(ArrayD<f64>, String)> {
     if call.name.starts_with("Module.") || call.name.starts_with("Cell.") {
         return Err(
             "module-level record: a module's configuration (stride, eps, ...) is not \
@@ -181,26 +190,19 @@ pub fn recompute(call: &Call) -> R<ArrayD<f64>> {
         return Err("backward calls are not replayed".into());
     }
     let op = call.op.as_str();
-    if let Some(r) = elementwise::dispatch(op, call) {
-        return r;
-    }
-    if let Some(r) = linalg::dispatch(op, call) {
-        return r;
-    }
-    if let Some(r) = norm::dispatch(op, call) {
-        return r;
-    }
-    if let Some(r) = conv::dispatch(op, call) {
-        return r;
-    }
-    if let Some(r) = attention::dispatch(op, call) {
-        return r;
+    let rust = elementwise::dispatch(op, call)
+        .or_else(|| linalg::dispatch(op, call))
+        .or_else(|| norm::dispatch(op, call))
+        .or_else(|| conv::dispatch(op, call))
+        .or_else(|| attention::dispatch(op, call));
+    if let Some(r) = rust {
+        return r.map(|a| (a, "driftscope".to_string()));
     }
     #[cfg(feature = "torch")]
     {
-        return torch::recompute(call);
+        torch::recompute(call).map(|(a, schema)| (a, format!("libtorch {schema}")))
     }
-    #[allow(unreachable_code)]
+    #[cfg(not(feature = "torch"))]
     Err(format!(
         "no float64 replay for `{op}` (build with `--features torch` for ATen ops)"
     ))
@@ -245,8 +247,8 @@ fn rms(a: &ArrayD<f64>) -> Option<f64> {
     (n > 0).then(|| (s / n as f64).sqrt())
 }
 
-/// One side's own error: (own rel L2, allowance, output dtype, output).
-fn own(call: &Call) -> R<(f64, f64, DType, ArrayD<f64>)> {
+/// One side's own error: (own rel L2, allowance, output dtype, output, what recomputed it).
+fn own(call: &Call) -> R<(f64, f64, DType, ArrayD<f64>, String)> {
     let out = call
         .outputs
         .iter()
@@ -255,12 +257,12 @@ fn own(call: &Call) -> R<(f64, f64, DType, ArrayD<f64>)> {
             _ => None,
         })
         .ok_or("the call recorded no output tensor")?;
-    let want = recompute(call)?;
+    let (want, by) = recompute_by(call)?;
     let e = rel_l2(&out.data, &want)?;
     let op = call.op.trim_matches('_');
     let allow =
         NOISE_FACTOR * expected_err(out.dtype, out.dtype, Some(op), Fp32Matmul::Auto, rms(&want));
-    Ok((e, allow, out.dtype, out.data.clone()))
+    Ok((e, allow, out.dtype, out.data.clone(), by))
 }
 
 /// Replays `place` on the device side and, when given, the reference side.
@@ -274,9 +276,10 @@ pub fn replay_call(dev: &Side, reference: Option<&Side>, place: &str) -> CallRep
         output_rel_l2: None,
         allowance: None,
         dtype: None,
+        replayed_by: None,
         verdict: ReplayVerdict::NotReplayable,
     };
-    let (e, allow, dtype, dev_out) = match dev.call(place).and_then(|c| own(&c)) {
+    let (e, allow, dtype, dev_out, by) = match dev.call(place).and_then(|c| own(&c)) {
         Ok(x) => x,
         Err(why) => {
             r.reason = Some(why);
@@ -287,10 +290,11 @@ pub fn replay_call(dev: &Side, reference: Option<&Side>, place: &str) -> CallRep
     r.device_own_rel_l2 = Some(e);
     r.allowance = Some(allow);
     r.dtype = Some(dtype.name().to_string());
+    r.replayed_by = Some(by);
     let mut ref_suspect = false;
     if let Some(rs) = reference {
         match rs.call(place).and_then(|c| own(&c)) {
-            Ok((re, rallow, _, ref_out)) => {
+            Ok((re, rallow, _, ref_out, _)) => {
                 r.reference_own_rel_l2 = Some(re);
                 ref_suspect = re > rallow;
                 r.output_rel_l2 = rel_l2(&dev_out, &ref_out).ok();
@@ -352,6 +356,13 @@ pub fn render(rep: &ReplayReport) -> String {
             f(c.allowance),
             c.verdict.name()
         );
+        if let Some(by) = c
+            .replayed_by
+            .as_deref()
+            .and_then(|b| b.strip_prefix("libtorch "))
+        {
+            s += &format!(" [libtorch {}]", by.split('(').next().unwrap_or(by));
+        }
         if let Some(why) = &c.reason {
             s += &format!(" ({why})");
         }

@@ -114,7 +114,7 @@ fn softmax_dim(call: &Call, ndim: usize) -> R<usize> {
 }
 
 /// `torch.finfo(dtype).eps`, rms_norm's default epsilon.
-fn finfo_eps(d: DType) -> R<f64> {
+pub(super) fn finfo_eps(d: DType) -> R<f64> {
     Ok(match d {
         DType::Float64 => f64::EPSILON,
         DType::Float32 => f32::EPSILON as f64,
