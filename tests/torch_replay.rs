@@ -318,6 +318,29 @@ fn ops_outside_the_pure_rust_list_replay_by_name() {
     assert!(schema.starts_with("aten::pow.Scalar("), "{schema}");
     close(&got, &x.mapv(|v| 2f64.powf(v)));
 
+    // Casts are exact in a float64 replay; integer casts truncate as torch does.
+    let got = torch_only(&call(
+        "Tensor.to.0.forward",
+        vec![xa(), Arg::Str("torch.float16".into())],
+        vec![],
+    ));
+    close(&got, &x);
+    let got = torch_only(&call("Tensor.half.0.forward", vec![xa()], vec![]));
+    close(&got, &x);
+    let got = torch_only(&call("Tensor.long.0.forward", vec![xa()], vec![]));
+    close(&got, &x.mapv(f64::trunc));
+
+    // F.elu(input, alpha, inplace): a positional `inplace` is not ATen's `scale`.
+    let got = torch_only(&call(
+        "Functional.elu.0.forward",
+        vec![xa(), Arg::Float(0.7), Arg::Bool(false)],
+        vec![],
+    ));
+    close(
+        &got,
+        &x.mapv(|v| if v > 0.0 { v } else { 0.7 * v.exp_m1() }),
+    );
+
     // F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps).
     let (rm, rv) = (data(&[4], 51), data(&[4], 52).mapv(|v| v.abs() + 0.5));
     let (w, b) = (data(&[4], 53), data(&[4], 54));

@@ -10,6 +10,7 @@
 #include <ATen/core/function_schema.h>
 #include <ATen/core/stack.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -83,6 +84,16 @@ std::optional<c10::MemoryFormat> memory_format(const std::string& s) {
   return std::nullopt;
 }
 
+// "cpu", "cuda:0", "npu:3", ...: a device name, not a dtype or a mode string.
+bool is_device(const std::string& s) {
+  static const char* kinds[] = {"cpu", "cuda", "npu", "xpu", "mps", "hpu", "meta"};
+  std::string k = s.substr(0, s.find(':'));
+  if (std::find(std::begin(kinds), std::end(kinds), k) == std::end(kinds)) return false;
+  if (k.size() == s.size()) return true;
+  std::string n = s.substr(k.size() + 1);
+  return !n.empty() && std::all_of(n.begin(), n.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
 bool is_int_kind(TypeKind k) { return k == TypeKind::IntType || k == TypeKind::SymIntType; }
 bool is_float_kind(TypeKind k) { return k == TypeKind::FloatType || k == TypeKind::SymFloatType; }
 bool is_bool_kind(TypeKind k) { return k == TypeKind::BoolType || k == TypeKind::SymBoolType; }
@@ -113,7 +124,7 @@ std::optional<IValue> bind(const ds_arg& a, const TypePtr& t, std::optional<int3
     case TypeKind::NumberType:  // Scalar
       if (a.kind == DS_INT) return IValue(c10::Scalar(a.i));
       if (a.kind == DS_FLOAT) return IValue(c10::Scalar(a.f));
-      if (a.kind == DS_BOOL) return IValue(c10::Scalar(a.i != 0));
+      // Not a bool: F.elu(x, 1.0, False) must not turn `inplace` into `scale`.
       return std::nullopt;
     case TypeKind::ScalarTypeType:
       if (a.kind == DS_STR) {
@@ -130,7 +141,7 @@ std::optional<IValue> bind(const ds_arg& a, const TypePtr& t, std::optional<int3
       return std::nullopt;
     case TypeKind::DeviceObjType:
       // The replay runs on the CPU whatever device the call named.
-      if (a.kind == DS_STR) return IValue(c10::Device(c10::kCPU));
+      if (a.kind == DS_STR && is_device(a.s)) return IValue(c10::Device(c10::kCPU));
       return std::nullopt;
     case TypeKind::StringType:
       if (a.kind == DS_STR) return IValue(std::string(a.s));

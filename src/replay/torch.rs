@@ -249,8 +249,23 @@ fn default_rms_eps(args: &mut [Arg], kwargs: &mut Vec<(String, Arg)>) -> R<()> {
 }
 
 /// Python's operator methods and in-place forms, named as ATen names them.
-fn python_operator(op: &str, args: &mut [Arg]) -> R<String> {
+fn python_operator(op: &str, args: &mut Vec<Arg>) -> R<String> {
     let plain = |s: &str| Ok(s.to_string());
+    // `x.float()` is `x.to(torch.float32)` (the float64 replay makes floating casts exact).
+    let cast = match op {
+        "float" | "double" | "half" | "bfloat16" => Some("torch.float64"),
+        "long" => Some("torch.int64"),
+        "int" => Some("torch.int32"),
+        "bool" => Some("torch.bool"),
+        _ => None,
+    };
+    if let Some(dtype) = cast {
+        if args.len() != 1 {
+            return Err(format!("`{op}` with arguments besides the tensor"));
+        }
+        args.push(Arg::Str(dtype.into()));
+        return plain("to");
+    }
     match op {
         "__add__" | "__iadd__" | "__radd__" => plain("add"),
         "__sub__" | "__isub__" => plain("sub"),
