@@ -146,7 +146,7 @@ fn pure_rust_ops_match_libtorch_on_generated_inputs() {
             vec![t(&[2, 3, 8], 11), ints(&[8]), t(&[8], 12)],
             vec![("eps", Arg::Float(1e-6))],
         ),
-        // No eps: torch uses finfo(input dtype).eps, float32's here (not float64's).
+        // No eps: torch uses float32's eps for a float32 input (not float64's).
         call(
             "Functional.rms_norm.1.forward",
             vec![t(&[2, 8], 13), ints(&[8])],

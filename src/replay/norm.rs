@@ -113,13 +113,14 @@ fn softmax_dim(call: &Call, ndim: usize) -> R<usize> {
     }
 }
 
-/// `torch.finfo(dtype).eps`, rms_norm's default epsilon.
-pub(super) fn finfo_eps(d: DType) -> R<f64> {
+/// rms_norm's default epsilon: `torch.finfo` of the op's *computation* dtype, not of the input's.
+/// float16/bfloat16 are upcast to float32, so they get float32's eps (2^-23), as torch's
+/// `_fused_rms_norm` decomposition and its CPU kernel do (checked on torch 2.15.0 by the bf16
+/// run of `reference_dumps/ops`; finfo(bfloat16).eps = 2^-7 was wrong here before).
+pub(super) fn default_rms_eps(d: DType) -> R<f64> {
     Ok(match d {
         DType::Float64 => f64::EPSILON,
-        DType::Float32 => f32::EPSILON as f64,
-        DType::Float16 => 2f64.powi(-10),
-        DType::Bfloat16 => 2f64.powi(-7),
+        DType::Float32 | DType::Float16 | DType::Bfloat16 => f32::EPSILON as f64,
         d => return Err(format!("rms_norm on {} input", d.name())),
     })
 }
@@ -165,7 +166,7 @@ pub fn dispatch(op: &str, call: &Call) -> Option<R<ArrayD<f64>>> {
             let w = call.opt_tensor(2, "weight")?.map(|t| &t.data);
             let eps = match call.opt_f64(3, "eps")? {
                 Some(e) => e,
-                None => finfo_eps(xt.dtype)?,
+                None => default_rms_eps(xt.dtype)?,
             };
             normalize_last(&xt.data, shape.len(), eps, true, w, None)
         })(),

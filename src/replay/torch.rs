@@ -222,8 +222,9 @@ fn to_aten(call: &Call) -> R<AtenCall> {
     })
 }
 
-/// rms_norm's eps defaults to `finfo(input.dtype).eps`: in a float64 replay that would be
-/// float64's, so the recorded input's is passed explicitly.
+/// rms_norm's eps defaults to the finfo eps of its computation dtype (float32 for float32,
+/// float16 and bfloat16 inputs): in a float64 replay that would be float64's, so the one the
+/// recorded input implies is passed explicitly.
 fn default_rms_eps(args: &mut [Arg], kwargs: &mut Vec<(String, Arg)>) -> R<()> {
     let given = args
         .get(3)
@@ -237,7 +238,7 @@ fn default_rms_eps(args: &mut [Arg], kwargs: &mut Vec<(String, Arg)>) -> R<()> {
     let Some(Arg::Tensor(x)) = input else {
         return Err("rms_norm without an input tensor".into());
     };
-    let eps = Arg::Float(super::norm::finfo_eps(x.dtype)?);
+    let eps = Arg::Float(super::norm::default_rms_eps(x.dtype)?);
     match args.get_mut(3) {
         Some(a) => *a = eps,
         None => {
