@@ -6,7 +6,7 @@
 mod common;
 
 use driftscope::dump::{DType, Dump};
-use driftscope::replay::{self, rel_l2, torch, Arg, Arr, Call, Side};
+use driftscope::replay::{self, rel_l2, torch, Arg, Arr, Call, ReplayVerdict, Side};
 use ndarray::{ArrayD, IxDyn};
 
 fn dump(run: &str) -> Dump {
@@ -463,4 +463,67 @@ fn cli_reports_which_engine_replayed_each_call() {
     let c = &v["calls"][0];
     assert_eq!(c["verdict"], "wrong_on_device");
     assert_eq!(c["replayed_by"], "driftscope");
+}
+
+fn ops_zoo(run: &str) -> Dump {
+    common::open(
+        &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("reference_dumps/ops/msprobe")
+            .join(run),
+    )
+}
+
+/// Every call of the ops zoo (reference_dumps/ops), the ops outside the pure-Rust list
+/// included, through libtorch by name against torch's recorded float32 output; on the bfloat16
+/// run the whole replay finds nothing wrong on the device and says which engine ran.
+#[test]
+fn every_ops_zoo_call_replays_through_libtorch() {
+    let r = ops_zoo("cpu_fp32");
+    let rs = Side::new(&r).unwrap();
+    let places = rs.places();
+    assert_eq!(places.len(), 29);
+    for place in &places {
+        let call = rs.call(place).unwrap();
+        let (want, schema) = torch::recompute(&call).unwrap_or_else(|e| panic!("{place}: {e}"));
+        let out = first_output(&call);
+        let e = rel_l2(&out.data, &want).unwrap();
+        assert!(
+            e < 1e-5,
+            "{place} ({schema}): rel L2 {e} against torch's output"
+        );
+    }
+
+    let d = ops_zoo("cpu_bf16");
+    let ds = Side::new(&d).unwrap();
+    let rep = replay::replay(&ds, Some(&rs), &[]);
+    assert_eq!((rep.replayed, rep.not_replayable), (29, 0));
+    let mut by_libtorch = Vec::new();
+    for c in &rep.calls {
+        assert!(
+            matches!(c.verdict, ReplayVerdict::Ok | ReplayVerdict::Inherited),
+            "{c:?}"
+        );
+        let by = c.replayed_by.as_deref().unwrap();
+        if let Some(schema) = by.strip_prefix("libtorch ") {
+            by_libtorch.push(schema.split('(').next().unwrap().to_string());
+        }
+    }
+    by_libtorch.sort();
+    assert_eq!(
+        by_libtorch,
+        [
+            "aten::addmm",
+            "aten::avg_pool2d",
+            "aten::batch_norm",
+            "aten::clamp",
+            "aten::cumsum",
+            "aten::erf",
+            "aten::group_norm",
+            "aten::hardtanh",
+            "aten::leaky_relu",
+            "aten::max_pool2d",
+            "aten::transpose.int",
+            "aten::view",
+        ]
+    );
 }
