@@ -102,6 +102,8 @@ pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, runs: &[Run]) -> 
     let mut ch = ChartBuilder::on(&top)
         .caption(title, (super::font::FAMILY, 22))
         .margin(12)
+        // Room for half of the last x label, centred on the right edge (22 chars at 14 px).
+        .margin_right(96)
         .x_label_area_size(36)
         .y_label_area_size(80)
         .build_cartesian_2d(x_lo..x_hi, y1.clone().log_scale())
@@ -197,6 +199,7 @@ pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, runs: &[Run]) -> 
     let y2 = log_range(all.iter().flat_map(|s| s.abs.iter().map(|p| p.1)));
     let mut ch2 = ChartBuilder::on(&bottom)
         .margin(12)
+        .margin_right(96)
         .x_label_area_size(40)
         .y_label_area_size(80)
         .build_cartesian_2d(x_lo..x_hi, y2.clone().log_scale())
