@@ -13,7 +13,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
-TARGETS=(pickle pt npy npz safetensors msprobe native)
+TARGETS=(pickle pt npy npz safetensors msprobe native cann)
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 bin_dir="$here/target/$triple/release"
 

@@ -95,4 +95,40 @@ native = {
     ],
 }
 out("native", "driftscope.json", json.dumps(native, indent=1).encode())
+
+
+# CANN dump files: the repository holds none, so two are built by hand from the vendored
+# src/dump/dump_data.proto (field numbers below): an ND float32 output and a float16 NC1HWC0
+# input, data in the segment after the header.
+def varint(n):
+    b = bytearray()
+    while True:
+        b.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(b)
+
+
+def field(num, wire, payload):
+    key = varint(num << 3 | wire)
+    return key + (varint(payload) if wire == 0 else varint(len(payload)) + payload)
+
+
+def shape(dims):
+    return field(1, 2, b"".join(varint(d) for d in dims))
+
+
+def tensor(dtype, fmt, dims, logical, size, size_field=6, orig_field=7):
+    return (field(1, 0, dtype) + field(2, 0, fmt) + field(3, 2, shape(dims))
+            + field(size_field, 0, size) + field(orig_field, 2, shape(logical)))
+
+
+out_t = tensor(1, 2, [2, 3], [2, 3], 24)
+in_t = tensor(2, 3, [1, 1, 1, 1, 16], [1, 16, 1, 1], 32, size_field=5, orig_field=6)
+header = (field(1, 2, b"2.0") + field(2, 0, 1700000000000000) + field(3, 2, out_t)
+          + field(4, 2, in_t) + field(6, 2, b"conv1"))
+segment = struct.pack("<6f", 0.5, -1.0, 2.0, 0.0, 3.5, -0.25) + struct.pack("<16e", *range(16))
+out("cann", "Conv2D.conv1.3.1700000000000000", struct.pack("<Q", len(header)) + header + segment)
+out("cann", "header_only", struct.pack("<Q", len(header)) + header)
+
 print("seeded", {d.name: len(list(d.iterdir())) for d in sorted(corpus.iterdir())})
