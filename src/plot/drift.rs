@@ -118,15 +118,33 @@ pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, runs: &[Run]) -> 
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(draw_err)?;
+    // One run: its noise band is shaded. Several: shaded bands of different colours blend
+    // into an unreadable grey, so each run's band is its upper edge, dotted, in its colour.
+    let shade = all.len() == 1;
     for (i, s) in all.iter().enumerate() {
         let col = run_color(i);
-        if !s.band.is_empty() {
+        if !s.band.is_empty() && shade {
             ch.draw_series(AreaSeries::new(
                 s.band.iter().map(|&(x, y)| (x, y.min(y1.end))),
                 y1.start,
                 col.mix(0.10),
             ))
             .map_err(draw_err)?;
+        } else if !s.band.is_empty() {
+            ch.draw_series(DashedLineSeries::new(
+                s.band.iter().map(|&(x, y)| (x, y.min(y1.end))),
+                2,
+                3,
+                col.mix(0.6).stroke_width(1),
+            ))
+            .map_err(draw_err)?
+            .label(format!(
+                "{} expected noise ({factor}x rounding)",
+                runs[i].label
+            ))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], col.mix(0.6).stroke_width(1))
+            });
         }
         let cap = |v: f64| v.min(y1.end);
         ch.draw_series(LineSeries::new(
@@ -144,7 +162,7 @@ pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, runs: &[Run]) -> 
         ))
         .map_err(draw_err)?;
     }
-    if all.iter().any(|s| !s.band.is_empty()) {
+    if shade && all.iter().any(|s| !s.band.is_empty()) {
         ch.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
             .map_err(draw_err)?
             .label(format!("expected noise ({factor}x rounding)"))
