@@ -52,19 +52,19 @@ pub fn read_with(path: &Path, force: Option<NpuFormat>) -> Result<Vec<PtTensor>>
     // `read` into a per-thread buffer: mmap + munmap cost two syscalls, page faults and a TLB
     // shootdown per file. Torch zips in the usual shape are indexed by `zipdir`; anything else
     // (legacy files, zip64, compressed or odd archives) takes the mapped path below.
+    // Regular files only: folders, devices and read failures take the mapped path, which
+    // reports them as it always did.
     let mut file = File::open(path).map_err(|e| DumpError::new(path, e.into()))?;
-    let len = file
+    let md = file
         .metadata()
-        .map_err(|e| DumpError::new(path, e.into()))?
-        .len();
-    if len > 0 && len <= SMALL_FILE_BYTES {
+        .map_err(|e| DumpError::new(path, e.into()))?;
+    let len = md.len();
+    if md.is_file() && len > 0 && len <= SMALL_FILE_BYTES {
         let done = SMALL_BUF.with(|cell| -> Result<Option<Vec<PtTensor>>> {
             let mut buf = cell.borrow_mut();
             buf.clear();
             buf.resize(len as usize, 0);
-            file.read_exact(&mut buf)
-                .map_err(|e| DumpError::new(path, e.into()))?;
-            if !buf.starts_with(b"PK\x03\x04") {
+            if file.read_exact(&mut buf).is_err() || !buf.starts_with(b"PK\x03\x04") {
                 return Ok(None);
             }
             match zipdir::index(&buf) {

@@ -61,7 +61,7 @@ pub(crate) fn index(b: &[u8]) -> Option<Vec<ZipEntry<'_>>> {
         return None;
     }
     if let Some(abut) = eocd.checked_sub(cd_size) {
-        if abut != cd_start && abut >= cd_start && u32_at(b, abut) == Some(CDFH_SIG) {
+        if abut > cd_start && u32_at(b, abut) == Some(CDFH_SIG) {
             return None;
         }
     }
@@ -139,4 +139,48 @@ pub(crate) fn index(b: &[u8]) -> Option<Vec<ZipEntry<'_>>> {
         }
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> Vec<u8> {
+        let p = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/reference_dumps/h200/llama/msprobe/cpu_fp32/step0/proc463/dump_tensor_data/",
+            "Functional.dropout.0.forward.output.0.pt"
+        );
+        std::fs::read(p).unwrap()
+    }
+
+    #[test]
+    fn indexes_a_real_torch_save_file_like_the_zip_crate() {
+        let b = fixture();
+        let e = index(&b).expect("a torch.save file is in the plain shape");
+        assert!(e.iter().any(|e| e.name.ends_with("/data.pkl")));
+        assert!(e.iter().any(|e| e.name.ends_with("/data/0")));
+        super::super::pt::zipdir_differential(&b);
+    }
+
+    #[test]
+    fn declines_what_is_not_plain() {
+        let b = fixture();
+        // Truncated anywhere, or with an archive comment: not indexed (the zip crate decides).
+        for n in [0, 4, 21, 22, b.len() / 2, b.len() - 1] {
+            assert!(index(&b[..n]).is_none(), "truncated at {n}");
+        }
+        let mut c = b.clone();
+        let at = c.len() - 2;
+        c[at] = 3;
+        c.extend_from_slice(b"abc");
+        assert!(index(&c).is_none());
+        // A compressed entry (method 8) in the directory.
+        let mut d = b.clone();
+        let eocd = d.len() - EOCD_LEN;
+        let cd = u32_at(&d, eocd + 16).unwrap() as usize;
+        d[cd + 10] = 8;
+        assert!(index(&d).is_none());
+        super::super::pt::zipdir_differential(&d);
+    }
 }
