@@ -826,6 +826,25 @@ mod tests {
     }
 
     #[test]
+    fn memo_without_reads_keeps_keys_only_and_answers_the_same() {
+        // (7, 'ab') with every value memoised, then a MEMOIZE: no memo reads.
+        let p = b"\x80\x02K\x07q\x00X\x02\x00\x00\x00abq\x01\x86\x94.";
+        assert!(!reads_memo(p));
+        assert_eq!(
+            load(p, PersistentIds::Zip).unwrap(),
+            load_eager(p, PersistentIds::Zip).unwrap()
+        );
+        // The same with a BINGET: the eager machine runs.
+        let g = b"\x80\x02K\x07q\x00h\x00\x86.";
+        assert!(reads_memo(g));
+        let (v, _) = load(g, PersistentIds::Zip).unwrap();
+        assert_eq!(v, Value::Tuple(vec![Value::Int(7), Value::Int(7)]));
+        // Truncated or unknown opcodes count as reads (the machine decides).
+        assert!(reads_memo(b"\x80\x02X\x09\x00\x00\x00ab"));
+        assert!(reads_memo(b"\x80\x02\xff."));
+    }
+
+    #[test]
     fn reads_ints_and_tuples() {
         let p = [0x80, 2, b'K', 7, b'M', 0x10, 0x27, 0x86, b'.'];
         let (v, n) = load(&p, PersistentIds::Zip).unwrap();
