@@ -1,6 +1,7 @@
 """Generates benchmark dumps for benches/e2e.sh (needs torch; run with the harness venv).
 
 usage: gen_dumps.py OUT_DIR [--mib-per-side 1024] [--tensors 4] [--small 100000]
+(--mib-per-side 0: only the small op-level dump)
 
 Writes, for fp32 and bf16, a reference and a candidate side in two layouts:
   OUT/msprobe_{fp32,bf16}_{ref,dev}/step0/rank0/{dump.json, dump_tensor_data/*.pt}
@@ -67,7 +68,7 @@ def pair(numel, dtype):
     return r.to(dtype), d.to(dtype)
 
 
-for dtype_name, dtype, size in (("float32", torch.float32, 4), ("bfloat16", torch.bfloat16, 2)):
+for dtype_name, dtype, size in (("float32", torch.float32, 4), ("bfloat16", torch.bfloat16, 2)) if a.mib_per_side else ():
     numel = a.mib_per_side * (1 << 20) // size // a.tensors
     refs, devs = [], []
     for k in range(a.tensors):

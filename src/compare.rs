@@ -248,10 +248,16 @@ pub fn compare(
 ) -> Comparison {
     let al = align::align(reference, candidate);
     let keep = |name: &str| options.filter.as_ref().is_none_or(|f| f.is_match(name));
-    let pairs: Vec<PairReport> = al
+    // Filter first, then map an indexed list: rayon writes the rows straight into the result
+    // instead of collecting per-thread pieces into a list and concatenating them (which held
+    // every row twice and copied it once).
+    let kept: Vec<_> = al
         .pairs
-        .par_iter()
+        .iter()
         .filter(|p| keep(&reference.entries[p.reference].name))
+        .collect();
+    let pairs: Vec<PairReport> = kept
+        .par_iter()
         .map(|p| {
             let r = measure_pair(
                 reference,

@@ -5,6 +5,7 @@ mod common;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    driftscope::dump::pt::zipdir_differential(data);
     let p = common::scratch("x.pt", data);
     if let Ok(ts) = driftscope::dump::pt::read(&p) {
         for t in &ts {

@@ -13,6 +13,7 @@ pub mod pickle;
 pub mod pt;
 pub mod safetensors;
 mod tensor;
+mod zipdir;
 
 pub use dtype::DType;
 pub use error::{DumpError, ErrorKind, Result};

@@ -65,41 +65,50 @@ fn locate(path: &Path) -> Result<PathBuf> {
 /// Python's `json` writes NaN/Infinity as bare words, which JSON parsers refuse: quote them
 /// (outside strings) so statistics of tensors holding NaN still load.
 fn quote_nonfinite(b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    // One pass; the bare words are recognised by their first byte before any comparison.
-    let mut out = Vec::with_capacity(b.len() + 64);
+    // One pass; the bare words are recognised by their first byte before any comparison, and
+    // bytes are copied in runs only once a word needs quoting.
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0; // b[..copied] is in `out`
     let mut in_str = false;
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
         if in_str {
-            out.push(c);
-            if c == b'\\' && i + 1 < b.len() {
-                out.push(b[i + 1]);
+            if c == b'\\' {
                 i += 1;
             } else if c == b'"' {
                 in_str = false;
             }
         } else if c == b'"' {
             in_str = true;
-            out.push(c);
-        } else if c == b'-' && b[i..].starts_with(b"-Infinity") {
-            out.extend_from_slice(b"\"-Infinity\"");
-            i += 8;
-        } else if c == b'I' && b[i..].starts_with(b"Infinity") {
-            out.extend_from_slice(b"\"Infinity\"");
-            i += 7;
-        } else if c == b'N' && b[i..].starts_with(b"NaN") {
-            out.extend_from_slice(b"\"NaN\"");
-            i += 2;
         } else {
-            out.push(c);
+            let word: Option<(&[u8], &[u8])> = if c == b'-' && b[i..].starts_with(b"-Infinity") {
+                Some((b"-Infinity", b"\"-Infinity\""))
+            } else if c == b'I' && b[i..].starts_with(b"Infinity") {
+                Some((b"Infinity", b"\"Infinity\""))
+            } else if c == b'N' && b[i..].starts_with(b"NaN") {
+                Some((b"NaN", b"\"NaN\""))
+            } else {
+                None
+            };
+            if let Some((w, q)) = word {
+                let o = out.get_or_insert_with(|| Vec::with_capacity(b.len() + 64));
+                o.extend_from_slice(&b[copied..i]);
+                o.extend_from_slice(q);
+                i += w.len();
+                copied = i;
+                continue;
+            }
         }
         i += 1;
     }
-    if out.len() == b.len() {
-        return std::borrow::Cow::Borrowed(b); // nothing was quoted
+    match out {
+        None => std::borrow::Cow::Borrowed(b), // nothing was quoted
+        Some(mut o) => {
+            o.extend_from_slice(&b[copied.min(b.len())..]);
+            std::borrow::Cow::Owned(o)
+        }
     }
-    std::borrow::Cow::Owned(out)
 }
 
 /// Parses a `dump.json` as Python's `json` writes it (bare `NaN`/`Infinity` become strings).
@@ -150,45 +159,17 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
         );
     }
     let bytes = std::fs::read(&json_path).map_err(|e| DumpError::new(&json_path, e.into()))?;
-    let doc: Value = parse_json(&bytes)
-        .map_err(|e| DumpError::new(&json_path, ErrorKind::Json(e.to_string())))?;
-    let data = doc
-        .get("data")
-        .and_then(|d| d.as_object())
-        .ok_or_else(|| DumpError::new(&json_path, ErrorKind::Json("no `data` object".into())))?;
-    let task_field = doc.get("task").and_then(|t| t.as_str()).unwrap_or("tensor");
     let data_dir = root.join("dump_tensor_data");
-    let mut entries = Vec::new();
-    let mut any_md5 = false;
-    for (order, (place, rec)) in data.iter().enumerate() {
-        let rec = rec.as_object().ok_or_else(|| {
-            DumpError::new(&json_path, ErrorKind::Json("entry is not an object".into()))
-                .with_entry(place)
-        })?;
-        let op = op_type(place);
-        for (key, v) in rec {
-            let role = match key.as_str() {
-                "input_args" => "input",
-                "input_kwargs" => "kwargs",
-                k => k,
-            };
-            let mut ctx = Walk {
-                json_path: &json_path,
-                data_dir: &data_dir,
-                place,
-                role,
-                order,
-                op: &op,
-                options,
-                out: &mut entries,
-                any_md5: &mut any_md5,
-            };
-            ctx.walk(v, String::new(), 0)?;
-        }
-    }
-    let task = match task_field {
+    let head = match stream::read(&quote_nonfinite(&bytes), &json_path, &data_dir, options) {
+        Some(h) => h?,
+        // Duplicate keys: the tree keeps the last value at the first one's place; rare enough
+        // to take the slow path that does exactly that.
+        None => open_tree(&bytes, &json_path, &data_dir, options)?,
+    };
+    drop(bytes);
+    let task = match head.task.as_deref().unwrap_or("tensor") {
         "tensor" => Task::Tensor,
-        _ if any_md5 => Task::Md5,
+        _ if head.any_md5 => Task::Md5,
         _ => Task::Statistics,
     };
     Ok(Dump {
@@ -196,15 +177,297 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
         root: root.clone(),
         format: Format::Msprobe,
         task,
-        level: doc
-            .get("level")
-            .and_then(|l| l.as_str())
-            .map(str::to_string),
-        entries,
+        level: head.level,
+        entries: head.entries,
         stacks: read_stacks(&root),
         run: super::read_run_info(root.parent().and_then(Path::parent)),
         options: options.clone(),
     })
+}
+
+/// What `open` needs from a `dump.json`.
+struct Parsed {
+    /// `task` when it is a string.
+    task: Option<String>,
+    /// `level` when it is a string.
+    level: Option<String>,
+    entries: Vec<Entry>,
+    any_md5: bool,
+}
+
+/// `dump.json` parsed whole into a tree, then walked (the reference behaviour `stream` keeps).
+fn open_tree(
+    bytes: &[u8],
+    json_path: &Path,
+    data_dir: &Path,
+    options: &OpenOptions,
+) -> Result<Parsed> {
+    let doc: Value =
+        parse_json(bytes).map_err(|e| DumpError::new(json_path, ErrorKind::Json(e.to_string())))?;
+    let data = doc
+        .get("data")
+        .and_then(|d| d.as_object())
+        .ok_or_else(|| DumpError::new(json_path, ErrorKind::Json("no `data` object".into())))?;
+    let mut p = Parsed {
+        task: doc.get("task").and_then(|t| t.as_str()).map(str::to_string),
+        level: doc
+            .get("level")
+            .and_then(|l| l.as_str())
+            .map(str::to_string),
+        entries: Vec::new(),
+        any_md5: false,
+    };
+    for (order, (place, rec)) in data.iter().enumerate() {
+        walk_record(json_path, data_dir, options, order, place, rec, &mut p)?;
+    }
+    Ok(p)
+}
+
+/// Adds the tensors of one `data` record (`place` at position `order`) to `p`.
+fn walk_record(
+    json_path: &Path,
+    data_dir: &Path,
+    options: &OpenOptions,
+    order: usize,
+    place: &str,
+    rec: &Value,
+    p: &mut Parsed,
+) -> Result<()> {
+    let rec = rec.as_object().ok_or_else(|| {
+        DumpError::new(json_path, ErrorKind::Json("entry is not an object".into()))
+            .with_entry(place)
+    })?;
+    let op = op_type(place);
+    for (key, v) in rec {
+        let role = match key.as_str() {
+            "input_args" => "input",
+            "input_kwargs" => "kwargs",
+            k => k,
+        };
+        let mut ctx = Walk {
+            json_path,
+            data_dir,
+            place,
+            role,
+            order,
+            op: &op,
+            options,
+            out: &mut p.entries,
+            any_md5: &mut p.any_md5,
+        };
+        ctx.walk(v, String::new(), 0)?;
+    }
+    Ok(())
+}
+
+/// `dump.json` read as a stream: each `data` record is parsed into a small tree, walked and
+/// dropped, so the whole document never exists as a tree (a 100k-entry dump.json of 33 MB
+/// made a tree of several hundred MB). Same entries, order and errors as `open_tree`: the
+/// first walk error is kept and reported only when the whole document parses, as the tree
+/// path would report the parse error first.
+mod stream {
+    use super::{walk_record, DumpError, ErrorKind, OpenOptions, Parsed, Path, Result, Value};
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
+    use std::collections::HashSet;
+    use std::fmt;
+
+    struct State<'a> {
+        json_path: &'a Path,
+        data_dir: &'a Path,
+        options: &'a OpenOptions,
+        parsed: Parsed,
+        first_err: Option<DumpError>,
+        /// Hashes of the places seen: a repeat (or a collision) sends us to the tree path.
+        places: HashSet<u64>,
+        duplicate: bool,
+        /// `data` was seen holding an object (the last `data` key decides in the tree).
+        data_object: bool,
+        data_keys: usize,
+    }
+
+    /// `None`: the document has duplicate keys where they matter; use the tree.
+    pub(super) fn read(
+        bytes: &[u8],
+        json_path: &Path,
+        data_dir: &Path,
+        options: &OpenOptions,
+    ) -> Option<Result<Parsed>> {
+        let mut st = State {
+            json_path,
+            data_dir,
+            options,
+            parsed: Parsed {
+                task: None,
+                level: None,
+                entries: Vec::new(),
+                any_md5: false,
+            },
+            first_err: None,
+            places: HashSet::new(),
+            duplicate: false,
+            data_object: false,
+            data_keys: 0,
+        };
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let parsed = Top(&mut st).deserialize(&mut de).and_then(|()| de.end());
+        if let Err(e) = parsed {
+            return Some(Err(DumpError::new(
+                json_path,
+                ErrorKind::Json(e.to_string()),
+            )));
+        }
+        if st.duplicate || st.data_keys > 1 {
+            return None;
+        }
+        if !st.data_object {
+            return Some(Err(DumpError::new(
+                json_path,
+                ErrorKind::Json("no `data` object".into()),
+            )));
+        }
+        if let Some(e) = st.first_err {
+            return Some(Err(e));
+        }
+        Some(Ok(st.parsed))
+    }
+
+    struct Top<'s, 'a>(&'s mut State<'a>);
+
+    impl<'de> DeserializeSeed<'de> for Top<'_, '_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Top<'_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<(), A::Error> {
+            while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                match &*k {
+                    "data" => {
+                        self.0.data_keys += 1;
+                        m.next_value_seed(Data(self.0))?;
+                    }
+                    "task" | "level" => {
+                        let v: Value = m.next_value()?;
+                        let s = v.as_str().map(str::to_string);
+                        // A repeated key: the last value counts, as in the tree.
+                        if &*k == "task" {
+                            self.0.parsed.task = s;
+                        } else {
+                            self.0.parsed.level = s;
+                        }
+                    }
+                    _ => {
+                        m.next_value::<Value>()?; // parsed as the tree would (same errors)
+                    }
+                }
+            }
+            Ok(())
+        }
+        // Any other top-level value: no `data` object (decided by the caller).
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut s: A,
+        ) -> std::result::Result<(), A::Error> {
+            while s.next_element::<Value>()?.is_some() {}
+            Ok(())
+        }
+    }
+
+    struct Data<'s, 'a>(&'s mut State<'a>);
+
+    impl<'de> DeserializeSeed<'de> for Data<'_, '_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Data<'_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<(), A::Error> {
+            let st = self.0;
+            st.data_object = true;
+            let mut order = 0;
+            while let Some(place) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                let rec: Value = m.next_value()?;
+                if !st.places.insert(hash(&place)) {
+                    st.duplicate = true;
+                }
+                if st.first_err.is_none() && !st.duplicate {
+                    if let Err(e) = walk_record(
+                        st.json_path,
+                        st.data_dir,
+                        st.options,
+                        order,
+                        &place,
+                        &rec,
+                        &mut st.parsed,
+                    ) {
+                        st.first_err = Some(e);
+                    }
+                }
+                order += 1;
+            }
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut s: A,
+        ) -> std::result::Result<(), A::Error> {
+            while s.next_element::<Value>()?.is_some() {}
+            Ok(())
+        }
+    }
+
+    fn hash(s: &str) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(s)
+    }
 }
 
 /// The raw `data` records of a `dump.json` (Python's NaN/Infinity quoted), keyed by place.

@@ -139,16 +139,116 @@ pub enum PersistentIds {
 
 /// Runs the pickle program at the start of `data`; returns the value and the bytes consumed.
 pub fn load(data: &[u8], ids: PersistentIds) -> Result<(Value, usize), super::ErrorKind> {
+    load_with(data, ids, !reads_memo(data))
+}
+
+/// [`load`] that always keeps memo values (for the fuzz target `pickle`, which checks that
+/// skipping them changes nothing).
+#[doc(hidden)]
+pub fn load_eager(data: &[u8], ids: PersistentIds) -> Result<(Value, usize), super::ErrorKind> {
+    load_with(data, ids, false)
+}
+
+fn load_with(
+    data: &[u8],
+    ids: PersistentIds,
+    keys_only: bool,
+) -> Result<(Value, usize), super::ErrorKind> {
     Machine {
         data,
         pos: 0,
         stack: Vec::new(),
         marks: Vec::new(),
         memo: std::collections::HashMap::new(),
+        keys_only,
+        memo_keys: MemoKeys::default(),
         nodes: 0,
         ids,
     }
     .run()
+}
+
+/// Whether the pickle program at the start of `data` may read its memo (BINGET, LONG_BINGET)
+/// before its STOP. `false` only when every opcode up to STOP is one the machine knows and no
+/// memo read is among them: then memo puts need not copy values (a tensor pickle memoises a
+/// dozen values and reads none). Any doubt answers `true`.
+fn reads_memo(data: &[u8]) -> bool {
+    let mut i = 0usize;
+    let arg = |i: usize, n: usize| -> Option<&[u8]> { data.get(i..i.checked_add(n)?) };
+    let le = |b: &[u8]| b.iter().rev().fold(0usize, |a, &x| (a << 8) | x as usize);
+    let line_end = |i: usize| -> Option<usize> {
+        Some(i + data.get(i..)?.iter().position(|&b| b == b'\n')? + 1)
+    };
+    loop {
+        let Some(&op) = data.get(i) else {
+            return true;
+        };
+        i += 1;
+        let next = match op {
+            b'.' => return false,
+            b'h' | b'j' => return true,
+            b'('
+            | b'}'
+            | b']'
+            | b')'
+            | b't'
+            | 0x85..=0x87
+            | b'l'
+            | b'd'
+            | b'a'
+            | b'e'
+            | b's'
+            | b'u'
+            | 0x88
+            | 0x89
+            | b'N'
+            | 0x94
+            | b'0'
+            | b'1'
+            | b'2'
+            | b'Q'
+            | b'R'
+            | b'b'
+            | 0x93 => Some(i),
+            0x80 | b'K' | b'q' => Some(i + 1),
+            b'M' => Some(i + 2),
+            b'J' | b'r' => Some(i + 4),
+            0x95 | b'G' => Some(i + 8),
+            0x8a | 0x8c | b'U' | b'C' => arg(i, 1).map(|b| i + 1 + le(b)),
+            0x8b | b'X' | b'T' | b'B' => arg(i, 4).map(|b| i + 4 + le(b)),
+            0x8d => arg(i, 8).and_then(|b| (i + 8).checked_add(le(b))),
+            b'I' | b'L' | b'F' => line_end(i),
+            b'c' => line_end(i).and_then(line_end),
+            _ => None,
+        };
+        match next {
+            Some(n) if n <= data.len() => i = n,
+            _ => return true,
+        }
+    }
+}
+
+/// The memo's key set, for machines that keep no memo values (`keys_only`).
+#[derive(Default)]
+struct MemoKeys {
+    small: Vec<bool>,
+    large: std::collections::HashSet<u32>,
+    len: usize,
+}
+
+impl MemoKeys {
+    fn insert(&mut self, k: u32) {
+        let new = if k < 1 << 16 {
+            let k = k as usize;
+            if self.small.len() <= k {
+                self.small.resize(k + 1, false);
+            }
+            !std::mem::replace(&mut self.small[k], true)
+        } else {
+            self.large.insert(k)
+        };
+        self.len += new as usize;
+    }
 }
 
 fn bad(msg: impl Into<String>) -> super::ErrorKind {
@@ -161,6 +261,9 @@ struct Machine<'a> {
     stack: Vec<Value>,
     marks: Vec<usize>,
     memo: std::collections::HashMap<u32, Value>,
+    /// No memo reads ahead (`reads_memo`): keep only the memo's keys, not copies of values.
+    keys_only: bool,
+    memo_keys: MemoKeys,
     nodes: usize,
     ids: PersistentIds,
 }
@@ -242,7 +345,33 @@ impl<'a> Machine<'a> {
         }
         Ok(self.stack.split_off(m))
     }
+    fn memo_len(&self) -> usize {
+        if self.keys_only {
+            self.memo_keys.len
+        } else {
+            self.memo.len()
+        }
+    }
     fn memo_put(&mut self, k: u32) -> R<()> {
+        if self.keys_only {
+            // The same checks and node charge as below, without the copy.
+            let top = self
+                .stack
+                .last()
+                .ok_or_else(|| bad("memo put on empty stack"))?;
+            let n = top
+                .measure(0)
+                .ok_or_else(|| bad("values nested too deeply"))?;
+            self.nodes = self.nodes.saturating_add(n);
+            if self.nodes > NODE_BUDGET {
+                return Err(bad("pickle creates too many values (memo or stack bomb)"));
+            }
+            if self.memo_keys.len > NODE_BUDGET {
+                return Err(bad("memo too large"));
+            }
+            self.memo_keys.insert(k);
+            return Ok(());
+        }
         let v = self
             .stack
             .last()
@@ -429,7 +558,7 @@ impl<'a> Machine<'a> {
                     self.memo_put(k)?
                 }
                 0x94 => {
-                    let k = self.memo.len() as u32;
+                    let k = self.memo_len() as u32;
                     self.memo_put(k)?
                 }
                 b'h' => {
@@ -694,6 +823,25 @@ mod tests {
         }
         p.push(b'.');
         assert!(load(&p, PersistentIds::Zip).is_err());
+    }
+
+    #[test]
+    fn memo_without_reads_keeps_keys_only_and_answers_the_same() {
+        // (7, 'ab') with every value memoised, then a MEMOIZE: no memo reads.
+        let p = b"\x80\x02K\x07q\x00X\x02\x00\x00\x00abq\x01\x86\x94.";
+        assert!(!reads_memo(p));
+        assert_eq!(
+            load(p, PersistentIds::Zip).unwrap(),
+            load_eager(p, PersistentIds::Zip).unwrap()
+        );
+        // The same with a BINGET: the eager machine runs.
+        let g = b"\x80\x02K\x07q\x00h\x00\x86.";
+        assert!(reads_memo(g));
+        let (v, _) = load(g, PersistentIds::Zip).unwrap();
+        assert_eq!(v, Value::Tuple(vec![Value::Int(7), Value::Int(7)]));
+        // Truncated or unknown opcodes count as reads (the machine decides).
+        assert!(reads_memo(b"\x80\x02X\x09\x00\x00\x00ab"));
+        assert!(reads_memo(b"\x80\x02\xff."));
     }
 
     #[test]

@@ -9,9 +9,12 @@ use super::ascend_layout::NpuFormat;
 use super::error::{err, DumpError, ErrorKind, Result};
 use super::pickle::{self, PersistentIds, TensorRef, Value};
 use super::tensor::{map_file, Bytes, Tensor};
+use super::zipdir;
 use memmap2::Mmap;
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::Cursor;
+use std::fs::File;
+use std::io::{Cursor, Read};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -45,6 +48,38 @@ pub fn read(path: &Path) -> Result<Vec<PtTensor>> {
 /// is not a reason to convert: torch_npu writes the storage in ND order and casts it back to
 /// that format on load (docs/ascend.md).
 pub fn read_with(path: &Path, force: Option<NpuFormat>) -> Result<Vec<PtTensor>> {
+    // Small files (msprobe's op-level dumps: 100k files of a few KiB) are read with one
+    // `read` into a per-thread buffer: mmap + munmap cost two syscalls, page faults and a TLB
+    // shootdown per file. Torch zips in the usual shape are indexed by `zipdir`; anything else
+    // (legacy files, zip64, compressed or odd archives) takes the mapped path below.
+    // Regular files only: folders, devices and read failures take the mapped path, which
+    // reports them as it always did.
+    let mut file = File::open(path).map_err(|e| DumpError::new(path, e.into()))?;
+    let md = file
+        .metadata()
+        .map_err(|e| DumpError::new(path, e.into()))?;
+    let len = md.len();
+    if md.is_file() && len > 0 && len <= SMALL_FILE_BYTES {
+        let done = SMALL_BUF.with(|cell| -> Result<Option<Vec<PtTensor>>> {
+            let mut buf = cell.borrow_mut();
+            buf.clear();
+            buf.resize(len as usize, 0);
+            if file.read_exact(&mut buf).is_err() || !buf.starts_with(b"PK\x03\x04") {
+                return Ok(None);
+            }
+            match zipdir::index(&buf) {
+                Some(entries) => read_zip_entries(path, &buf, &entries, force, &mut |s, n| {
+                    Ok(Bytes::Owned(buf[s..s + n].to_vec()))
+                })
+                .map(Some),
+                None => Ok(None),
+            }
+        })?;
+        if let Some(v) = done {
+            return Ok(v);
+        }
+    }
+    drop(file);
     let map = map_file(path)?;
     if map.len() >= 4 && &map[..4] == b"PK\x03\x04" {
         read_zip(path, map, force)
@@ -56,6 +91,14 @@ pub fn read_with(path: &Path, force: Option<NpuFormat>) -> Result<Vec<PtTensor>>
             ErrorKind::Zip("neither a torch.save zip nor a legacy torch.save file".into()),
         )
     }
+}
+
+/// Files up to this size are read into memory instead of mapped.
+const SMALL_FILE_BYTES: u64 = 256 << 10;
+
+thread_local! {
+    /// Per-thread buffer for small files (reused: no allocation per file once warm).
+    static SMALL_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Reads a file that must hold exactly one tensor (msprobe's layout).
@@ -80,10 +123,19 @@ fn zip_err(path: &Path, e: impl std::fmt::Display) -> DumpError {
 }
 
 fn read_zip(path: &Path, map: Arc<Mmap>, force: Option<NpuFormat>) -> Result<Vec<PtTensor>> {
+    let mut storage = |s: usize, n: usize| {
+        Ok(Bytes::Mapped {
+            map: map.clone(),
+            start: s,
+            len: n,
+        })
+    };
+    if let Some(entries) = zipdir::index(&map) {
+        return read_zip_entries(path, &map, &entries, force, &mut storage);
+    }
     let mut zip = zip::ZipArchive::new(Cursor::new(&map[..])).map_err(|e| zip_err(path, e))?;
-    // Index entries by name once: (data start, size, stored?).
-    let mut entries: HashMap<String, (u64, u64, bool)> = HashMap::with_capacity(zip.len());
-    let mut pkl: Option<String> = None;
+    // Entries in archive order: (name, data start, size, stored?).
+    let mut entries: Vec<ZipEntry<'_>> = Vec::with_capacity(zip.len());
     for i in 0..zip.len() {
         let f = zip.by_index_raw(i).map_err(|e| zip_err(path, e))?;
         let name = f.name().map_err(|e| zip_err(path, e))?.to_string();
@@ -91,15 +143,72 @@ fn read_zip(path: &Path, map: Arc<Mmap>, force: Option<NpuFormat>) -> Result<Vec
             .data_start()
             .ok_or_else(|| zip_err(path, format!("entry {name} has no data offset")))?;
         let stored = f.compression() == zip::CompressionMethod::Stored;
-        if name.ends_with("/data.pkl") || name == "data.pkl" {
-            pkl = Some(name.clone());
-        }
-        entries.insert(name, (start, f.compressed_size(), stored));
+        entries.push(ZipEntry {
+            name: name.into(),
+            start,
+            size: f.compressed_size(),
+            stored,
+        });
     }
-    let pkl = pkl.ok_or_else(|| zip_err(path, "no data.pkl entry: not a torch.save file"))?;
-    let prefix = &pkl[..pkl.len() - "data.pkl".len()];
-    if let Some(&(s, n, true)) = entries.get(&format!("{prefix}byteorder")) {
-        let b = slice(path, &map, s, n)?;
+    drop(zip);
+    read_zip_entries(path, &map, &entries, force, &mut storage)
+}
+
+/// One zip entry: where its (stored) bytes are.
+pub(crate) struct ZipEntry<'a> {
+    pub(crate) name: std::borrow::Cow<'a, str>,
+    pub(crate) start: u64,
+    pub(crate) size: u64,
+    pub(crate) stored: bool,
+}
+
+/// Entries by name; names are unique (the zip crate keys its entries by name, `zipdir`
+/// refuses duplicates). Linear for the handful of entries a tensor file has.
+struct Names<'e, 'a> {
+    entries: &'e [ZipEntry<'a>],
+    map: Option<HashMap<&'e str, usize>>,
+}
+
+impl<'e, 'a> Names<'e, 'a> {
+    fn new(entries: &'e [ZipEntry<'a>]) -> Self {
+        let map = (entries.len() > 16).then(|| {
+            entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (&*e.name, i))
+                .collect()
+        });
+        Names { entries, map }
+    }
+    fn get(&self, name: &str) -> Option<&'e ZipEntry<'a>> {
+        match &self.map {
+            Some(m) => m.get(name).map(|&i| &self.entries[i]),
+            None => self.entries.iter().find(|e| e.name == name),
+        }
+    }
+}
+
+/// Reads the tensors of a torch.save zip whose entries are `entries`; `bytes` is the whole
+/// file and `storage(start, len)` hands out a storage's bytes (bounds already checked).
+fn read_zip_entries(
+    path: &Path,
+    bytes: &[u8],
+    entries: &[ZipEntry<'_>],
+    force: Option<NpuFormat>,
+    storage: &mut dyn FnMut(usize, usize) -> Result<Bytes>,
+) -> Result<Vec<PtTensor>> {
+    let names = Names::new(entries);
+    let pkl = entries
+        .iter()
+        .rev()
+        .find(|e| e.name.ends_with("/data.pkl") || e.name == "data.pkl")
+        .ok_or_else(|| zip_err(path, "no data.pkl entry: not a torch.save file"))?;
+    let prefix = &pkl.name[..pkl.name.len() - "data.pkl".len()];
+    let mut key = String::with_capacity(prefix.len() + 16);
+    key.push_str(prefix);
+    key.push_str("byteorder");
+    if let Some(e) = names.get(&key).filter(|e| e.stored) {
+        let b = slice(path, bytes, e.start, e.size)?;
         if b != b"little" {
             return err(
                 path,
@@ -107,14 +216,13 @@ fn read_zip(path: &Path, map: Arc<Mmap>, force: Option<NpuFormat>) -> Result<Vec
             );
         }
     }
-    let &(ps, pn, pstored) = entries.get(&pkl).unwrap();
-    if !pstored || pn > MAX_PICKLE_BYTES {
+    if !pkl.stored || pkl.size > MAX_PICKLE_BYTES {
         return err(
             path,
             ErrorKind::Zip("data.pkl is compressed or too large".into()),
         );
     }
-    let (root, _) = pickle::load(slice(path, &map, ps, pn)?, PersistentIds::Zip)
+    let (root, _) = pickle::load(slice(path, bytes, pkl.start, pkl.size)?, PersistentIds::Zip)
         .map_err(|k| DumpError::new(path, k))?;
     let mut out = Vec::new();
     collect(
@@ -124,31 +232,26 @@ fn read_zip(path: &Path, map: Arc<Mmap>, force: Option<NpuFormat>) -> Result<Vec
         force,
         &mut out,
         &mut |r: &TensorRef| {
-            let name = format!("{prefix}data/{}", r.storage.key);
-            let &(s, n, stored) = entries.get(&name).ok_or_else(|| {
-                DumpError::new(
-                    path,
-                    ErrorKind::Zip(format!("missing storage entry {name}")),
-                )
+            key.truncate(prefix.len());
+            key.push_str("data/");
+            key.push_str(&r.storage.key);
+            let e = names.get(&key).ok_or_else(|| {
+                DumpError::new(path, ErrorKind::Zip(format!("missing storage entry {key}")))
             })?;
-            if !stored {
+            if !e.stored {
                 return err(
                     path,
-                    ErrorKind::Unsupported(format!("compressed storage {name}")),
+                    ErrorKind::Unsupported(format!("compressed storage {key}")),
                 );
             }
-            slice(path, &map, s, n)?; // bounds check
-            Ok(Bytes::Mapped {
-                map: map.clone(),
-                start: s as usize,
-                len: n as usize,
-            })
+            slice(path, bytes, e.start, e.size)?; // bounds check
+            storage(e.start as usize, e.size as usize)
         },
     )?;
     Ok(out)
 }
 
-fn slice<'m>(path: &Path, map: &'m Mmap, start: u64, len: u64) -> Result<&'m [u8]> {
+fn slice<'m>(path: &Path, map: &'m [u8], start: u64, len: u64) -> Result<&'m [u8]> {
     let end = start.checked_add(len).filter(|&e| e <= map.len() as u64);
     match end {
         Some(e) => Ok(&map[start as usize..e as usize]),
@@ -342,5 +445,31 @@ fn collect_refs(v: &Value, out: &mut Vec<TensorRef>) {
         Value::Dict(items) => items.iter().for_each(|(_, x)| collect_refs(x, out)),
         Value::List(items) | Value::Tuple(items) => items.iter().for_each(|x| collect_refs(x, out)),
         _ => {}
+    }
+}
+
+/// For the fuzz target `pt`: panics when the strict zip index disagrees with the `zip` crate
+/// on `bytes` (it may decline a file, never describe it differently).
+#[doc(hidden)]
+pub fn zipdir_differential(bytes: &[u8]) {
+    let Some(fast) = zipdir::index(bytes) else {
+        return;
+    };
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
+        .unwrap_or_else(|e| panic!("zipdir accepted what zip refuses: {e}"));
+    assert_eq!(zip.len(), fast.len(), "entry count");
+    for (i, e) in fast.iter().enumerate() {
+        let f = zip
+            .by_index_raw(i)
+            .unwrap_or_else(|x| panic!("zip refuses entry {i}: {x}"));
+        assert_eq!(f.name().unwrap(), e.name, "name of entry {i}");
+        assert_eq!(f.data_start(), Some(e.start), "data start of {}", e.name);
+        assert_eq!(f.compressed_size(), e.size, "size of {}", e.name);
+        assert_eq!(
+            f.compression() == zip::CompressionMethod::Stored,
+            e.stored,
+            "method of {}",
+            e.name
+        );
     }
 }
