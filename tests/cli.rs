@@ -64,6 +64,35 @@ fn compare_writes_json_and_csv_and_names_the_fault() {
     assert!(csv.starts_with("NPU Name,Bench Name,"));
 }
 
+/// Two runs on the same input write the same JSON byte for byte (apart from the tool version
+/// line): reports are diffed and kept as baselines. `counts` used to follow a HashMap's order.
+#[test]
+fn json_report_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut texts = Vec::new();
+    for i in 0..3 {
+        let j = dir.path().join(format!("r{i}.json"));
+        let (code, _, _) = run(&[
+            "compare",
+            s(&llama("cpu_fp32")),
+            s(&llama("cuda_fp16_fault_silu_l1")),
+            "--json",
+            s(&j),
+        ]);
+        assert_eq!(code, 0);
+        let text = std::fs::read_to_string(&j).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(v["analysis"]["counts"].as_object().unwrap().len() >= 2);
+        texts.push(
+            text.lines()
+                .filter(|l| !l.contains("tool_version"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+    }
+    assert!(texts.windows(2).all(|w| w[0] == w[1]));
+}
+
 #[test]
 fn only_failing_and_filter_narrow_the_table() {
     let (code, out, _) = run(&[

@@ -10,7 +10,7 @@ pub mod noise;
 
 use crate::compare::{Comparison, PairReport, Status};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 pub use noise::{Fp32Matmul, NoiseOptions};
 
@@ -130,8 +130,8 @@ pub struct Analysis {
     pub tensors_read: usize,
     /// Tensor pairs available.
     pub tensors_total: usize,
-    /// Pairs per verdict.
-    pub counts: HashMap<Verdict, usize>,
+    /// Pairs per verdict, in verdict order (a stable JSON key order).
+    pub counts: BTreeMap<Verdict, usize>,
     /// Pairs that could not be compared (unreadable, shape mismatch).
     pub errors: usize,
     /// Method used (`exhaustive`, `bisect`, `baseline`).
@@ -587,7 +587,7 @@ pub fn summarize(
     tensors_read: usize,
     method: &str,
 ) -> Analysis {
-    let mut counts = HashMap::new();
+    let mut counts = BTreeMap::new();
     for p in pairs {
         if let Some(v) = p.verdict {
             *counts.entry(v).or_insert(0) += 1;
