@@ -14,6 +14,10 @@ pub enum MatchKind {
     /// Same name after msprobe-aware normalisation (MindSpore `Cell.` vs PyTorch `Module.`,
     /// `input_args`/`input`, case of the framework prefix).
     Normalized,
+    /// Paired by `--data-mapping` or `--layer-mapping`.
+    Mapped,
+    /// Paired by `--fuzzy` (API name without call counters, in order).
+    Fuzzy,
 }
 
 /// A reference entry and its candidate counterpart (indices into each dump's entries).

@@ -64,6 +64,9 @@ impl StatsDiff {
 pub struct PairReport {
     /// Tensor name (`Functional.silu.1.forward.output.0`, or a module path).
     pub name: String,
+    /// The candidate's own name for it, when it differs (normalised, mapped or fuzzy matches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_dev: Option<String>,
     /// The call or module (`Functional.silu.1.forward`).
     pub place: String,
     /// `input`, `kwargs`, `output`, `parameters`, ...
@@ -157,6 +160,30 @@ pub struct Comparison {
     pub analysis: Analysis,
 }
 
+impl Comparison {
+    /// Records which pairs `--data-mapping`, `--layer-mapping` or `--fuzzy` made (they were
+    /// paired under the reference's name after [`crate::align::remap`] renamed the candidate's
+    /// entries): their `matched_by` and the candidate's original name.
+    pub fn mark_remapped(&mut self, m: &crate::align::Remap) {
+        let by_ref: std::collections::HashMap<&str, (&str, MatchKind)> = m
+            .mapped
+            .iter()
+            .map(|(d, r)| (r.as_str(), (d.as_str(), MatchKind::Mapped)))
+            .chain(
+                m.fuzzy
+                    .iter()
+                    .map(|(d, r)| (r.as_str(), (d.as_str(), MatchKind::Fuzzy))),
+            )
+            .collect();
+        for p in &mut self.pairs {
+            if let Some(&(dev, kind)) = by_ref.get(p.name.as_str()) {
+                p.matched_by = kind;
+                p.name_dev = Some(dev.to_string());
+            }
+        }
+    }
+}
+
 /// Options of a comparison.
 #[derive(Clone, Debug, Default)]
 pub struct CompareOptions {
@@ -172,6 +199,7 @@ pub struct CompareOptions {
 pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind) -> PairReport {
     let mut p = PairReport {
         name: re.name.clone(),
+        name_dev: (de.name != re.name).then(|| de.name.clone()),
         place: re.place.clone(),
         role: re.role.clone(),
         index: re.index.clone(),

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
+use driftscope::align::Remap;
 use driftscope::cli::{
     BaselineArgs, BisectArgs, CheckArgs, Cli, Command, CompareArgs, DumpArgs, PlotArgs, ReadArgs,
     ReplayArgs, ReportArgs, TrendArgs,
@@ -41,16 +42,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// The two dumps, and the reference tensors covered by fused device ops (`--fusion-map`).
-fn open_both(a: &DumpArgs) -> anyhow::Result<(Dump, Dump, Vec<String>)> {
+/// The two dumps, and what the mapping options paired or fused (`Remap`).
+fn open_both(a: &DumpArgs) -> anyhow::Result<(Dump, Dump, Remap)> {
     let r = Dump::open(&a.reference, &open_options(a))?;
     let mut d = Dump::open(&a.candidate, &device_options(a))?;
     let fused = remap(a, &r, &mut d)?;
     Ok((r, d, fused))
 }
 
-/// Covered reference tensors are fused, not unmatched.
-fn mark_fused(c: &mut Comparison, fused: &[String]) {
+/// Pairs made by mapping files or `--fuzzy` say so; covered reference tensors are fused, not
+/// unmatched.
+fn mark_remapped(c: &mut Comparison, m: &Remap) {
+    c.mark_remapped(m);
+    let fused = &m.fused;
     if !fused.is_empty() {
         let f: std::collections::HashSet<&str> = fused.iter().map(String::as_str).collect();
         c.unmatched_reference.retain(|n| !f.contains(n.as_str()));
@@ -75,9 +79,9 @@ fn report_json(c: &Comparison, fused: &[String]) -> anyhow::Result<Vec<u8>> {
 
 /// `--data-mapping`, `--layer-mapping`, `--fuzzy`: renames device entries to the reference
 /// names they pair with.
-fn remap(a: &DumpArgs, r: &Dump, d: &mut Dump) -> anyhow::Result<Vec<String>> {
+fn remap(a: &DumpArgs, r: &Dump, d: &mut Dump) -> anyhow::Result<Remap> {
     if a.data_mapping.is_none() && a.layer_mapping.is_none() && !a.fuzzy && a.fusion_map.is_none() {
-        return Ok(Vec::new());
+        return Ok(Remap::default());
     }
     let o = driftscope::align::MappingOptions {
         data_mapping: match &a.data_mapping {
@@ -101,7 +105,7 @@ fn remap(a: &DumpArgs, r: &Dump, d: &mut Dump) -> anyhow::Result<Vec<String>> {
         m.fuzzy.len(),
         d.path.display()
     );
-    Ok(m.fused)
+    Ok(m)
 }
 
 /// Options from the command line; `--noise` compares its calibration run with `reference`.
@@ -162,15 +166,15 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     if is_multi_rank(&a.dumps) {
         return run_compare_ranks(a);
     }
-    let (r, d, fused) = open_both(&a.dumps)?;
+    let (r, d, remapped) = open_both(&a.dumps)?;
     let opts = compare_options(&a.dumps, &r)?;
     let bar = driftscope::progress::bar(r.entries.len() as u64, "comparing");
     let mut c = compare(&r, &d, &opts, &|| bar.inc(1));
     bar.finish_and_clear();
-    mark_fused(&mut c, &fused);
+    mark_remapped(&mut c, &remapped);
     let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
     if let Some(p) = &a.json {
-        report::write_atomic(p, &report_json(&c, &fused)?, &inputs)?;
+        report::write_atomic(p, &report_json(&c, &remapped.fused)?, &inputs)?;
     }
     if let Some(p) = &a.csv {
         report::write_atomic(p, &report::csv::Csv.serialize(&c)?, &inputs)?;
@@ -248,11 +252,11 @@ fn rank_errors(m: &MultiRank) -> ExitCode {
 fn run_compare_ranks(a: CompareArgs) -> anyhow::Result<ExitCode> {
     let m = ranks::compare_ranks(&a.dumps.reference, &a.dumps.candidate, |k, rp, dp| {
         let ra = rank_args(&a.dumps, k, rp, dp)?;
-        let (r, d, fused) = open_both(&ra)?;
+        let (r, d, remapped) = open_both(&ra)?;
         let opts = compare_options(&ra, &r)?;
         let mut c = compare(&r, &d, &opts, &|| {});
-        mark_fused(&mut c, &fused);
-        Ok((c, fused))
+        mark_remapped(&mut c, &remapped);
+        Ok((c, remapped.fused))
     })?;
     let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
     if let Some(p) = &a.json {
@@ -287,12 +291,12 @@ fn run_bisect(a: BisectArgs) -> anyhow::Result<ExitCode> {
     if is_multi_rank(&a.dumps) {
         return run_bisect_ranks(a);
     }
-    let (r, d, fused) = open_both(&a.dumps)?;
+    let (r, d, remapped) = open_both(&a.dumps)?;
     let c = bisect_dumps(
         &a.dumps,
         &r,
         &d,
-        &fused,
+        &remapped,
         a.baseline.as_deref(),
         a.exhaustive,
     )?;
@@ -303,7 +307,7 @@ fn run_bisect(a: BisectArgs) -> anyhow::Result<ExitCode> {
     };
     let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
     if let Some(p) = &a.json {
-        let mut bytes = report_json(&c, &fused)?;
+        let mut bytes = report_json(&c, &remapped.fused)?;
         if let Some(rep) = &replayed {
             let mut v: serde_json::Value = serde_json::from_slice(&bytes)?;
             v["replay"] = serde_json::to_value(rep)?;
@@ -325,10 +329,10 @@ fn bisect_one(
     a: &DumpArgs,
     baseline: Option<&Path>,
     exhaustive: bool,
-) -> anyhow::Result<(Comparison, Vec<String>)> {
-    let (r, d, fused) = open_both(a)?;
-    let c = bisect_dumps(a, &r, &d, &fused, baseline, exhaustive)?;
-    Ok((c, fused))
+) -> anyhow::Result<(Comparison, Remap)> {
+    let (r, d, remapped) = open_both(a)?;
+    let c = bisect_dumps(a, &r, &d, &remapped, baseline, exhaustive)?;
+    Ok((c, remapped))
 }
 
 /// `bisect` of two opened dumps (with `--baseline` opened as a device run).
@@ -336,7 +340,7 @@ fn bisect_dumps(
     a: &DumpArgs,
     r: &Dump,
     d: &Dump,
-    fused: &[String],
+    remapped: &Remap,
     baseline: Option<&Path>,
     exhaustive: bool,
 ) -> anyhow::Result<Comparison> {
@@ -350,7 +354,7 @@ fn bisect_dumps(
         None => None,
     };
     let mut c = driftscope::verdict::bisect::run(r, d, baseline.as_ref(), &opts, exhaustive)?;
-    mark_fused(&mut c, fused);
+    mark_remapped(&mut c, remapped);
     Ok(c)
 }
 
@@ -361,7 +365,7 @@ fn run_bisect_ranks(a: BisectArgs) -> anyhow::Result<ExitCode> {
             Some(b) => Some(ranks::rank_dir(b, k).context("--baseline")?),
             None => None,
         };
-        bisect_one(&ra, base.as_deref(), a.exhaustive)
+        bisect_one(&ra, base.as_deref(), a.exhaustive).map(|(c, m)| (c, m.fused))
     })?;
     let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
     if let Some(p) = &a.json {
@@ -439,13 +443,13 @@ fn nightly_compare(
     a: &DumpArgs,
     cfg: &Config,
 ) -> anyhow::Result<Result<(Comparison, NoiseOptions), ExitCode>> {
-    let (r, d, fused) = open_both(a)?;
+    let (r, d, remapped) = open_both(a)?;
     let mut opts = compare_options(a, &r)?;
     opts.noise = cfg.noise_options(a.read.fp32_matmul);
     let bar = driftscope::progress::bar(r.entries.len() as u64, "comparing");
     let mut c = compare(&r, &d, &opts, &|| bar.inc(1));
     bar.finish_and_clear();
-    mark_fused(&mut c, &fused);
+    mark_remapped(&mut c, &remapped);
     let code = input_errors(&c);
     if code != ExitCode::SUCCESS {
         return Ok(Err(code));

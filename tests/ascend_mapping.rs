@@ -82,6 +82,22 @@ fn fuzzy_match_pairs_renumbered_calls_and_finds_the_fault() {
         v["analysis"]["first_divergence"]["name"],
         "Functional.silu.1.forward"
     );
+    // The renumbered pairs say how they were paired and what the device called them.
+    let pair = |name: &str| {
+        v["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let silu = pair("Functional.silu.1.forward.output.0");
+    assert_eq!(silu["matched_by"], "fuzzy");
+    assert_eq!(silu["name_dev"], "Functional.silu.11.forward.output.0");
+    let linear = pair("Functional.linear.0.forward.output.0");
+    assert_eq!(linear["matched_by"], "exact");
+    assert!(linear.get("name_dev").is_none());
 }
 
 #[test]
@@ -113,6 +129,44 @@ fn data_mapping_yaml_pairs_named_places() {
     ] {
         assert!(names.contains(&n), "{n} not paired");
     }
+    let mapped: Vec<(&str, &str)> = v["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["matched_by"] == "mapped")
+        .map(|p| (p["name"].as_str().unwrap(), p["name_dev"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        mapped,
+        [
+            (
+                "Functional.silu.0.forward.input.0",
+                "Functional.silu.10.forward.input.0"
+            ),
+            (
+                "Functional.silu.0.forward.output.0",
+                "Functional.silu.10.forward.output.0"
+            ),
+            (
+                "Functional.silu.1.forward.output.0",
+                "Functional.silu.11.forward.output.0"
+            ),
+        ]
+    );
+    // The CSV's NPU Name column is the device's own name.
+    let csv = t.path().join("r.csv");
+    let o = Command::new(bin())
+        .arg("compare")
+        .arg(llama("cpu_fp32"))
+        .arg(&dev)
+        .args(["--data-mapping", map.to_str().unwrap(), "--csv"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.lines().any(|l| l
+        .starts_with("Functional.silu.11.forward.output.0,Functional.silu.1.forward.output.0,")));
     // silu.1's input was not mapped.
     assert!(v["unmatched_reference"]
         .as_array()

@@ -66,7 +66,7 @@ impl Exporter for Csv {
             let o = |x: Option<f64>| x.map(fmt_f).unwrap_or_default();
             let m = p.metrics.as_ref();
             let mut row: Vec<String> = vec![
-                p.name.clone(),
+                p.name_dev.clone().unwrap_or_else(|| p.name.clone()),
                 p.name.clone(),
                 p.place.clone(),
                 p.role.clone(),

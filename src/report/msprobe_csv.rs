@@ -108,7 +108,7 @@ impl Exporter for MsprobeCsv {
         for p in &c.pairs {
             let m = p.metrics.as_ref();
             let row = [
-                p.name.clone(),
+                p.name_dev.clone().unwrap_or_else(|| p.name.clone()),
                 p.name.clone(),
                 dtype(p.dtype_dev),
                 dtype(p.dtype_ref),
