@@ -23,6 +23,9 @@ pub enum Command {
     /// Find the first place where DEV departs from REF beyond noise, reading few tensors.
     Bisect(BisectArgs),
     /// Recompute API calls in float64 from a dump's own inputs: is the op wrong, or inherited?
+    ///
+    /// The ops listed in docs/replay.md run in pure Rust; a binary built with `--features
+    /// torch` replays any other ATen op by name through libtorch.
     Replay(ReplayArgs),
     /// Nightly check: exit 0 pass, 1 accuracy regression, 2 usage or input error.
     Check(CheckArgs),
