@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks of the metric kernel (`metrics::measure`) on in-memory tensors:
-//! f32, f16, bf16 and mixed dtypes, 4M elements per side (chunked over rayon like a real pair).
+//! f32, f16, bf16 and mixed dtypes, 4M elements per side (chunked over rayon like a real pair),
+//! and `f32_1k`: 1024-element f32 pairs, the op-level dumps' size (the kernel's fixed cost per call).
 //! `cargo bench --bench kernels`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -68,6 +69,12 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Bytes((a.data.len() + b.data.len()) as u64));
         g.bench_function(name, |bch| bch.iter(|| measure(&a, &b)));
     }
+    let (a, b) = (
+        tensor(DType::Float32, &r[..1024]),
+        tensor(DType::Float32, &d[..1024]),
+    );
+    g.throughput(Throughput::Bytes((a.data.len() + b.data.len()) as u64));
+    g.bench_function("f32_1k", |bch| bch.iter(|| measure(&a, &b)));
     g.finish();
 }
 

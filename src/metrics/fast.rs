@@ -1,12 +1,16 @@
 //! The fast kernel for pairs whose dtypes are exact in f32 (f32, f16, bf16, mixed): elements
 //! are decoded to f32 (exact), widened to f64 in registers, and every metric is accumulated in
 //! f64 lanes (so the per-element values are bit-identical to the scalar f64 path; only the
-//! order of the sums differs). Histogram bins come from exponent bits and are counted in four
-//! interleaved u32 sub-histograms to avoid store-to-load stalls on a repeated bin. A block that
-//! holds a NaN, an infinity or a value beyond the common range goes to the scalar path.
+//! order of the sums differs, and the AVX2 loop's sums of squares use FMA). Histogram bins come
+//! from exponent bits; the scalar code counts them in four interleaved u32 sub-histograms to
+//! avoid store-to-load stalls on a repeated bin, the AVX2 loop in one joint (abs bin, rel bin)
+//! histogram (one increment per element instead of two). A block that holds a NaN, an infinity
+//! or a value beyond the common range goes to the scalar path.
 //!
 //! Compiled twice: generic, and with AVX2/FMA/F16C enabled for CPUs that have them (runtime
-//! detection, no global `target-cpu`, so the binary still builds and runs on aarch64).
+//! detection, no global `target-cpu`, so the binary still builds and runs on aarch64). No
+//! AVX-512 variant: its intrinsics need Rust 1.89 and the crate's `rust-version` is 1.85.
+//! `tests` below checks both against the scalar path, count for count.
 
 use super::decode::decode_f32;
 use super::{Accum, PairContext, BLOCK, HIST_BINS, HIST_MIN_EXP};
@@ -19,6 +23,13 @@ const SUB: usize = 4;
 /// Slots per sub-histogram: 64 bins, slot 64 = "no relative error", padded to a power of two
 /// so that the index mask removes bounds checks.
 const SLOTS: usize = 128;
+/// Elements per iteration of the AVX2 loop.
+#[cfg(target_arch = "x86_64")]
+const W: usize = 8;
+/// Columns of the AVX2 loop's joint histogram: rel bins 0..64, column 64 = "no relative error".
+const JCOLS: usize = HIST_BINS + 1;
+/// Slots of the joint (abs bin, rel bin) histogram.
+const JOINT: usize = HIST_BINS * JCOLS;
 
 struct Scratch {
     a: [f32; BLOCK],
@@ -27,6 +38,7 @@ struct Scratch {
     bin_rel: [u8; BLOCK],
     h_abs: [[u32; SLOTS]; SUB],
     h_rel: [[u32; SLOTS]; SUB],
+    joint: [u32; JOINT],
 }
 
 /// Histogram bin of a non-negative, non-NaN value (same as `hist_bin`, branch-free).
@@ -80,7 +92,9 @@ fn run_generic(
         bin_rel: [0; BLOCK],
         h_abs: [[0; SLOTS]; SUB],
         h_rel: [[0; SLOTS]; SUB],
+        joint: [0; JOINT],
     });
+    let mut avx_n = 0u64;
     let (rs, ds) = (r.dtype.size(), d.dtype.size());
     let lim = ctx.range_limit as f32; // exact: the limit is a largest finite f32/f16/bf16
     let mut i = lo;
@@ -93,7 +107,7 @@ fn run_generic(
             .zip(&s.b[..k])
             .fold(true, |c, (&a, &b)| c & (a.abs() < lim) & (b.abs() < lim));
         if clean {
-            block(&mut acc, &mut s, k, i as u64, ctx, avx2);
+            avx_n += block(&mut acc, &mut s, k, i as u64, ctx, avx2);
         } else {
             let a: Vec<f64> = s.a[..k].iter().map(|&x| x as f64).collect();
             let b: Vec<f64> = s.b[..k].iter().map(|&x| x as f64).collect();
@@ -107,12 +121,24 @@ fn run_generic(
             acc.hist_rel[k] += s.h_rel[q][k] as u64;
         }
     }
+    if avx_n > 0 {
+        fold_joint(&mut acc, &s.joint, avx_n);
+    }
     acc
 }
 
-/// One clean block of `k` elements of `s.a`, `s.b` starting at flat index `base`.
+/// One clean block of `k` elements of `s.a`, `s.b` starting at flat index `base`. Returns the
+/// number of elements that went through the AVX2 loop (their histogram counts, `n_rel` and
+/// `ref_zero_mismatch` are in `s.joint`, see `fold_joint`).
 #[inline(always)]
-fn block(acc: &mut Accum, s: &mut Scratch, k: usize, base: u64, ctx: &PairContext, avx2: bool) {
+fn block(
+    acc: &mut Accum,
+    s: &mut Scratch,
+    k: usize,
+    base: u64,
+    ctx: &PairContext,
+    avx2: bool,
+) -> u64 {
     let (ra, da) = (&s.a[..k], &s.b[..k]);
     let (atol, rtol) = (ctx.atol, ctx.rtol);
     let eps = f32::EPSILON as f64;
@@ -180,10 +206,9 @@ fn block(acc: &mut Accum, s: &mut Scratch, k: usize, base: u64, ctx: &PairContex
             avx2_lanes(
                 ra,
                 da,
-                full,
+                k,
                 ctx,
-                &mut s.h_abs,
-                &mut s.h_rel,
+                &mut s.joint,
                 &mut s_r,
                 &mut s_d,
                 &mut s_r2,
@@ -191,11 +216,9 @@ fn block(acc: &mut Accum, s: &mut Scratch, k: usize, base: u64, ctx: &PairContex
                 &mut s_e2,
                 &mut s_ae,
                 &mut s_rel,
-                &mut n_rel,
                 &mut w3,
                 &mut w5,
                 &mut fail,
-                &mut zmis,
                 &mut mn_r,
                 &mut mx_r,
                 &mut mn_d,
@@ -205,13 +228,14 @@ fn block(acc: &mut Accum, s: &mut Scratch, k: usize, base: u64, ctx: &PairContex
             )
         };
     }
+    let avx_done = i;
     while i < full {
         for l in 0..L {
             one!(i + l, l);
         }
         i += L;
     }
-    let hist_from = if avx2 { full } else { 0 };
+    let hist_from = avx_done;
     while i < k {
         one!(i, 0);
         i += 1;
@@ -271,22 +295,32 @@ fn block(acc: &mut Accum, s: &mut Scratch, k: usize, base: u64, ctx: &PairContex
     acc.max_r = hi(mx_r, acc.max_r);
     acc.min_d = lo(mn_d, acc.min_d);
     acc.max_d = hi(mx_d, acc.max_d);
+    avx_done as u64
 }
 
-/// The lane loop of `block` with AVX2 intrinsics: elements `0..full` (a multiple of 4), the
-/// same per-element operations as the scalar `one!` (no FMA, so bit-identical values), lane `l`
-/// of every accumulator taking elements `4j + l`. Histogram counts go straight to the
-/// sub-histograms. Returns `full`.
+/// The lane loop of `block` with AVX2 intrinsics: elements `0..k / 8 * 8`, eight per
+/// iteration as two halves of four f64 lanes, with the same per-element operations as the scalar
+/// `one!` (no FMA in anything that is compared or binned, so per-element values and every
+/// count are bit-identical; the sums of squares use FMA: `a * a` and `b * b` are exact in f64,
+/// `e * e` is then rounded once instead of twice). Per iteration:
+/// - min/max of both sides in f32 on eight lanes (exact: the values are f32);
+/// - the two histogram bins of all eight elements from the high dwords of `ae` and `rel` packed
+///   into one vector (both are 0 or normal f64, never subnormal: `|ae| >= 2^-149` and
+///   `rel >= 2^-149 / 2^128` when non-zero, so a zero high dword means a zero value);
+/// - one increment per element in a joint (abs bin, rel bin) histogram instead of one in each:
+///   `fold_joint` sums its rows and columns, and derives `n_rel` (column 64 is `ref == 0`) and
+///   `ref_zero_mismatch` (column 64 outside row 0) from it.
+///
+/// Returns the number of elements done (a multiple of 8).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn avx2_lanes(
     ra: &[f32],
     da: &[f32],
-    full: usize,
+    k: usize,
     ctx: &PairContext,
-    h_abs: &mut [[u32; SLOTS]; SUB],
-    h_rel: &mut [[u32; SLOTS]; SUB],
+    joint: &mut [u32; JOINT],
     s_r: &mut [f64; L],
     s_d: &mut [f64; L],
     s_r2: &mut [f64; L],
@@ -294,11 +328,9 @@ unsafe fn avx2_lanes(
     s_e2: &mut [f64; L],
     s_ae: &mut [f64; L],
     s_rel: &mut [f64; L],
-    n_rel: &mut [u64; L],
     w3: &mut [u64; L],
     w5: &mut [u64; L],
     fail: &mut [u64; L],
-    zmis: &mut [u64; L],
     mn_r: &mut [f64; L],
     mx_r: &mut [f64; L],
     mn_d: &mut [f64; L],
@@ -307,15 +339,17 @@ unsafe fn avx2_lanes(
     mx_rel: &mut [f64; L],
 ) -> usize {
     use std::arch::x86_64::*;
-    assert!(full <= ra.len() && full <= da.len() && full % L == 0);
+    let full = k / W * W;
+    assert!(full <= ra.len() && full <= da.len());
     let ld = |v: &[f64; L]| _mm256_loadu_pd(v.as_ptr());
     let ldi = |v: &[u64; L]| _mm256_loadu_si256(v.as_ptr() as *const __m256i);
     let (mut vs_r, mut vs_d, mut vs_r2, mut vs_d2) = (ld(s_r), ld(s_d), ld(s_r2), ld(s_d2));
     let (mut vs_e2, mut vs_ae, mut vs_rel) = (ld(s_e2), ld(s_ae), ld(s_rel));
-    let (mut vmn_r, mut vmx_r, mut vmn_d, mut vmx_d) = (ld(mn_r), ld(mx_r), ld(mn_d), ld(mx_d));
     let (mut vmx_ae, mut vmx_rel) = (ld(mx_ae), ld(mx_rel));
-    let (mut vn_rel, mut vw3, mut vw5) = (ldi(n_rel), ldi(w3), ldi(w5));
-    let (mut vfail, mut vzmis) = (ldi(fail), ldi(zmis));
+    let (mut vw3, mut vw5, mut vfail) = (ldi(w3), ldi(w5), ldi(fail));
+    let mut vmn_r = _mm256_set1_ps(f32::INFINITY);
+    let mut vmx_r = _mm256_set1_ps(f32::NEG_INFINITY);
+    let (mut vmn_d, mut vmx_d) = (vmn_r, vmx_r);
     let absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
     let zero = _mm256_setzero_pd();
     let atol = _mm256_set1_pd(ctx.atol);
@@ -323,62 +357,78 @@ unsafe fn avx2_lanes(
     let eps = _mm256_set1_pd(f32::EPSILON as f64);
     let t3 = _mm256_set1_pd(1e-3);
     let t5 = _mm256_set1_pd(5e-3);
-    // bin = clamp((bits >> 52) - 1023 - HIST_MIN_EXP + 1, 1, 63), 0 for +0.0 (32-bit lanes:
-    // the shifted exponent fits the low dword of each 64-bit lane).
+    // bin = clamp(exponent - 1023 - HIST_MIN_EXP + 1, 1, 63), 0 for 0.0, from high dwords.
     let bias = _mm256_set1_epi32(1023 + HIST_MIN_EXP - 1);
     let one = _mm256_set1_epi32(1);
     let top = _mm256_set1_epi32(HIST_BINS as i32 - 1);
-    let none = _mm256_set1_epi64x(HIST_BINS as i64);
-    let bins = |x: __m256d| {
-        let bits = _mm256_castpd_si256(x);
-        let e = _mm256_sub_epi32(_mm256_srli_epi64(bits, 52), bias);
+    let none = _mm256_set1_epi32(HIST_BINS as i32);
+    let zero_i = _mm256_setzero_si256();
+    let bins = |h: __m256i| {
+        let e = _mm256_sub_epi32(_mm256_srli_epi32::<20>(h), bias);
         let b = _mm256_min_epi32(_mm256_max_epi32(e, one), top);
-        let z = _mm256_cmpeq_epi64(bits, _mm256_setzero_si256());
-        _mm256_andnot_si256(z, b)
+        _mm256_andnot_si256(_mm256_cmpeq_epi32(h, zero_i), b)
     };
-    let mut ba = [0u32; 8];
-    let mut br = [0u32; 8];
+    // High dwords of two vectors of four f64 (the element order does not matter to a histogram,
+    // only that `ae`, `rel` and `nz` are packed alike).
+    let hi = |x: __m256d, y: __m256d| {
+        _mm256_castps_si256(_mm256_shuffle_ps::<0xDD>(
+            _mm256_castpd_ps(x),
+            _mm256_castpd_ps(y),
+        ))
+    };
+    let mut jj = [0u32; W];
     let mut i = 0;
     while i < full {
-        let a = _mm256_cvtps_pd(_mm_loadu_ps(ra.as_ptr().add(i)));
-        let b = _mm256_cvtps_pd(_mm_loadu_ps(da.as_ptr().add(i)));
-        let e = _mm256_sub_pd(b, a);
-        let ae = _mm256_and_pd(e, absmask);
-        let aa = _mm256_and_pd(a, absmask);
-        vs_r = _mm256_add_pd(vs_r, a);
-        vs_d = _mm256_add_pd(vs_d, b);
-        vs_r2 = _mm256_add_pd(vs_r2, _mm256_mul_pd(a, a));
-        vs_d2 = _mm256_add_pd(vs_d2, _mm256_mul_pd(b, b));
-        vs_e2 = _mm256_add_pd(vs_e2, _mm256_mul_pd(e, e));
-        vs_ae = _mm256_add_pd(vs_ae, ae);
-        vmn_r = _mm256_min_pd(a, vmn_r);
-        vmx_r = _mm256_max_pd(a, vmx_r);
-        vmn_d = _mm256_min_pd(b, vmn_d);
-        vmx_d = _mm256_max_pd(b, vmx_d);
-        vmx_ae = _mm256_max_pd(ae, vmx_ae);
-        let thr = _mm256_add_pd(atol, _mm256_mul_pd(rtol, aa));
-        let f = _mm256_cmp_pd::<_CMP_GT_OQ>(ae, thr);
-        vfail = _mm256_sub_epi64(vfail, _mm256_castpd_si256(f));
-        let nz = _mm256_cmp_pd::<_CMP_GT_OQ>(aa, zero);
-        let rel_m = _mm256_div_pd(ae, _mm256_blendv_pd(eps, aa, nz));
-        let c3 = _mm256_cmp_pd::<_CMP_LE_OQ>(rel_m, t3);
-        let c5 = _mm256_cmp_pd::<_CMP_LE_OQ>(rel_m, t5);
-        vw3 = _mm256_sub_epi64(vw3, _mm256_castpd_si256(c3));
-        vw5 = _mm256_sub_epi64(vw5, _mm256_castpd_si256(c5));
-        let rel = _mm256_and_pd(rel_m, nz);
-        vs_rel = _mm256_add_pd(vs_rel, rel);
-        vn_rel = _mm256_sub_epi64(vn_rel, _mm256_castpd_si256(nz));
-        vmx_rel = _mm256_max_pd(rel, vmx_rel);
-        let zm = _mm256_andnot_pd(nz, _mm256_cmp_pd::<_CMP_GT_OQ>(ae, zero));
-        vzmis = _mm256_sub_epi64(vzmis, _mm256_castpd_si256(zm));
-        let bin_r = _mm256_blendv_epi8(none, bins(rel), _mm256_castpd_si256(nz));
-        _mm256_storeu_si256(ba.as_mut_ptr() as *mut __m256i, bins(ae));
-        _mm256_storeu_si256(br.as_mut_ptr() as *mut __m256i, bin_r);
-        for q in 0..SUB {
-            h_abs[q][ba[2 * q] as usize & (SLOTS - 1)] += 1;
-            h_rel[q][br[2 * q] as usize & (SLOTS - 1)] += 1;
+        let (pa, pd) = (ra.as_ptr().add(i), da.as_ptr().add(i));
+        let (a8, b8) = (_mm256_loadu_ps(pa), _mm256_loadu_ps(pd));
+        vmn_r = _mm256_min_ps(a8, vmn_r);
+        vmx_r = _mm256_max_ps(a8, vmx_r);
+        vmn_d = _mm256_min_ps(b8, vmn_d);
+        vmx_d = _mm256_max_ps(b8, vmx_d);
+        macro_rules! half {
+            ($off:expr) => {{
+                let a = _mm256_cvtps_pd(_mm_loadu_ps(pa.add($off)));
+                let b = _mm256_cvtps_pd(_mm_loadu_ps(pd.add($off)));
+                let e = _mm256_sub_pd(b, a);
+                let ae = _mm256_and_pd(e, absmask);
+                let aa = _mm256_and_pd(a, absmask);
+                vs_r = _mm256_add_pd(vs_r, a);
+                vs_d = _mm256_add_pd(vs_d, b);
+                vs_r2 = _mm256_fmadd_pd(a, a, vs_r2);
+                vs_d2 = _mm256_fmadd_pd(b, b, vs_d2);
+                vs_e2 = _mm256_fmadd_pd(e, e, vs_e2);
+                vs_ae = _mm256_add_pd(vs_ae, ae);
+                vmx_ae = _mm256_max_pd(ae, vmx_ae);
+                let thr = _mm256_add_pd(atol, _mm256_mul_pd(rtol, aa));
+                let f = _mm256_cmp_pd::<_CMP_GT_OQ>(ae, thr);
+                vfail = _mm256_sub_epi64(vfail, _mm256_castpd_si256(f));
+                let nz = _mm256_cmp_pd::<_CMP_GT_OQ>(aa, zero);
+                let rel_m = _mm256_div_pd(ae, _mm256_blendv_pd(eps, aa, nz));
+                let c3 = _mm256_cmp_pd::<_CMP_LE_OQ>(rel_m, t3);
+                let c5 = _mm256_cmp_pd::<_CMP_LE_OQ>(rel_m, t5);
+                vw3 = _mm256_sub_epi64(vw3, _mm256_castpd_si256(c3));
+                vw5 = _mm256_sub_epi64(vw5, _mm256_castpd_si256(c5));
+                let rel = _mm256_and_pd(rel_m, nz);
+                vs_rel = _mm256_add_pd(vs_rel, rel);
+                vmx_rel = _mm256_max_pd(rel, vmx_rel);
+                (ae, rel, nz)
+            }};
         }
-        i += L;
+        let (ae0, rel0, nz0) = half!(0);
+        let (ae1, rel1, nz1) = half!(L);
+        let b_abs = bins(hi(ae0, ae1));
+        let b_rel = _mm256_blendv_epi8(none, bins(hi(rel0, rel1)), hi(nz0, nz1));
+        // joint slot = b_abs * 65 + b_rel <= 63 * 65 + 64 < JOINT
+        let j = _mm256_add_epi32(
+            _mm256_add_epi32(_mm256_slli_epi32::<6>(b_abs), b_abs),
+            b_rel,
+        );
+        _mm256_storeu_si256(jj.as_mut_ptr() as *mut __m256i, j);
+        for &x in &jj {
+            // SAFETY: b_abs <= 63 and b_rel <= 64 by the clamps above, so x < JOINT.
+            *joint.get_unchecked_mut(x as usize) += 1;
+        }
+        i += W;
     }
     let st = |v: &mut [f64; L], x: __m256d| _mm256_storeu_pd(v.as_mut_ptr(), x);
     let sti = |v: &mut [u64; L], x: __m256i| _mm256_storeu_si256(v.as_mut_ptr() as *mut __m256i, x);
@@ -389,16 +439,298 @@ unsafe fn avx2_lanes(
     st(s_e2, vs_e2);
     st(s_ae, vs_ae);
     st(s_rel, vs_rel);
-    st(mn_r, vmn_r);
-    st(mx_r, vmx_r);
-    st(mn_d, vmn_d);
-    st(mx_d, vmx_d);
     st(mx_ae, vmx_ae);
     st(mx_rel, vmx_rel);
-    sti(n_rel, vn_rel);
     sti(w3, vw3);
     sti(w5, vw5);
     sti(fail, vfail);
-    sti(zmis, vzmis);
+    // f32 extrema into the f64 lane extrema (same comparisons as the scalar path).
+    let mut t = [0f32; W];
+    for (v, m, lo) in [
+        (vmn_r, mn_r, true),
+        (vmx_r, mx_r, false),
+        (vmn_d, mn_d, true),
+        (vmx_d, mx_d, false),
+    ] {
+        _mm256_storeu_ps(t.as_mut_ptr(), v);
+        for (q, &x) in t.iter().enumerate() {
+            let (x, l) = (x as f64, q % L);
+            if (lo && x < m[l]) || (!lo && x > m[l]) {
+                m[l] = x;
+            }
+        }
+    }
     full
+}
+
+/// Adds the joint (abs bin, rel bin) histogram of `n` elements of the AVX2 loop to `acc`:
+/// row sums are the abs histogram, column sums the rel histogram; column 64 counts `ref == 0`
+/// (no relative error), so it also gives `n_rel` and, outside row 0 (`ae > 0`), the
+/// `ref_zero_mismatch` count.
+#[inline(always)]
+fn fold_joint(acc: &mut Accum, joint: &[u32; JOINT], n: u64) {
+    // u32 sums (they vectorize): one call measures at most CHUNK = 2^20 elements.
+    let mut col = [0u32; JCOLS];
+    for (row, r) in joint.chunks_exact(JCOLS).enumerate() {
+        let mut t = 0u32;
+        for (c, &x) in col.iter_mut().zip(r) {
+            *c += x;
+            t += x;
+        }
+        acc.hist_abs[row] += t as u64;
+        if row > 0 {
+            acc.ref_zero_mismatch += r[HIST_BINS] as u64;
+        }
+    }
+    for (h, &c) in acc.hist_rel.iter_mut().zip(&col[..HIST_BINS]) {
+        *h += c as u64;
+    }
+    acc.n_rel += n - col[HIST_BINS] as u64;
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fast kernel (AVX2 where the CPU has it, and the generic code) against the scalar
+    //! `Accum::add` path that every other dtype takes: every count, histogram bin, extremum and
+    //! index must be identical; sums may differ in their last bits (summation order, FMA).
+    use super::*;
+    use crate::dump::{Bytes, DType, Dump, OpenOptions};
+    use half::{bf16, f16};
+
+    fn scalar(r: &Tensor, d: &Tensor, ctx: &PairContext) -> Accum {
+        let mut acc = Accum::default();
+        let (mut a, mut b) = ([0f64; BLOCK], [0f64; BLOCK]);
+        let (rs, ds, n) = (r.dtype.size(), d.dtype.size(), r.numel());
+        let mut i = 0;
+        while i < n {
+            let k = (n - i).min(BLOCK);
+            super::super::decode::decode_f64(r.dtype, &r.data[i * rs..], &mut a[..k]);
+            super::super::decode::decode_f64(d.dtype, &d.data[i * ds..], &mut b[..k]);
+            acc.add(&a[..k], &b[..k], i as u64, ctx);
+            i += k;
+        }
+        acc
+    }
+
+    fn close(f: f64, s: f64, scale: f64) -> bool {
+        f == s || (f - s).abs() <= 1e-12 * scale
+    }
+
+    fn same(f: &Accum, s: &Accum, what: &str) {
+        let counts = |a: &Accum| {
+            [
+                a.n,
+                a.n_rel,
+                a.within_1e3,
+                a.within_5e3,
+                a.allclose_fail,
+                a.ref_zero_mismatch,
+                a.nan_r,
+                a.nan_d,
+                a.inf_r,
+                a.inf_d,
+                a.masked,
+                a.nonfinite_match,
+                a.nonfinite_mismatch,
+                a.first_mismatch_at,
+                a.max_abs_at,
+                a.max_rel_at,
+            ]
+        };
+        assert_eq!(counts(f), counts(s), "counts, {what}");
+        assert_eq!(f.hist_abs, s.hist_abs, "hist_abs, {what}");
+        assert_eq!(f.hist_rel, s.hist_rel, "hist_rel, {what}");
+        let ext = |a: &Accum| [a.max_abs, a.max_rel, a.min_r, a.max_r, a.min_d, a.max_d];
+        assert_eq!(ext(f), ext(s), "extrema, {what}");
+        let n = s.n as f64;
+        for (x, y, scale, name) in [
+            (f.sum_r, s.sum_r, (n * s.sum_r2).sqrt(), "sum_r"),
+            (f.sum_d, s.sum_d, (n * s.sum_d2).sqrt(), "sum_d"),
+            (f.sum_r2, s.sum_r2, s.sum_r2, "sum_r2"),
+            (f.sum_d2, s.sum_d2, s.sum_d2, "sum_d2"),
+            (f.sum_e2, s.sum_e2, s.sum_e2, "sum_e2"),
+            (f.sum_abs_e, s.sum_abs_e, s.sum_abs_e, "sum_abs_e"),
+            (f.sum_rel, s.sum_rel, s.sum_rel, "sum_rel"),
+        ] {
+            assert!(close(x, y, scale), "{name}: {x} vs {y}, {what}");
+        }
+    }
+
+    fn check(r: &Tensor, d: &Tensor, what: &str) {
+        let ctx = PairContext::new(r.dtype, d.dtype);
+        let s = scalar(r, d, &ctx);
+        let n = r.numel();
+        same(&run(r, d, 0, n, &ctx), &s, &format!("run, {what}"));
+        same(
+            &run_generic(r, d, 0, n, &ctx, false),
+            &s,
+            &format!("generic, {what}"),
+        );
+    }
+
+    fn tensor(dtype: DType, v: &[f32]) -> Tensor {
+        let data: Vec<u8> = match dtype {
+            DType::Float32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            DType::Float16 => v
+                .iter()
+                .flat_map(|&x| f16::from_f32(x).to_bits().to_le_bytes())
+                .collect(),
+            DType::Bfloat16 => v
+                .iter()
+                .flat_map(|&x| bf16::from_f32(x).to_bits().to_le_bytes())
+                .collect(),
+            _ => unreachable!(),
+        };
+        Tensor {
+            dtype,
+            shape: vec![v.len()],
+            data: Bytes::Owned(data),
+        }
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn u(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn f(&mut self) -> f64 {
+            (self.u() >> 11) as f64 / (1u64 << 53) as f64
+        }
+        fn pick(&mut self, n: u64) -> u64 {
+            self.u() % n
+        }
+    }
+
+    /// A candidate value for reference `a`: on or within a few ulps of the 1e-3 / 5e-3 ratio
+    /// thresholds, of the allclose threshold, of the f32-eps rule for zeros, equal, random...
+    fn candidate(g: &mut Rng, a: f32, rtol: f64, atol: f64) -> f32 {
+        let aa = (a as f64).abs();
+        let den = if aa > 0.0 { aa } else { f32::EPSILON as f64 };
+        let sign = if g.pick(2) == 0 { 1.0 } else { -1.0 };
+        let base = match g.pick(8) {
+            0 => a as f64 + sign * 1e-3 * den,
+            1 => a as f64 + sign * 5e-3 * den,
+            2 => a as f64 + sign * (atol + rtol * aa),
+            3 => a as f64,
+            4 => a as f64 * (1.0 + sign * 1e-3 * g.f()),
+            5 => -(a as f64),
+            6 => sign * g.f() * 10f64.powi(g.pick(20) as i32 - 12),
+            _ => a as f64 + sign * den * 2f64.powi(-(g.pick(60) as i32)),
+        };
+        let b = base as f32;
+        // nudge by a few ulps either way
+        let k = g.pick(7) as i32 - 3;
+        let bits = b.to_bits() as i32;
+        if b.is_finite() && b != 0.0 && g.pick(2) == 0 {
+            f32::from_bits((bits + k) as u32)
+        } else {
+            b
+        }
+    }
+
+    fn reference(g: &mut Rng, max_exp: i32, specials: bool) -> f32 {
+        let sign = if g.pick(2) == 0 { 1.0 } else { -1.0 };
+        match g.pick(if specials { 40 } else { 20 }) {
+            0 => 0.0,
+            1 => -0.0,
+            2 => f32::from_bits(g.pick(1 << 23) as u32 + 1) * sign as f32, // subnormal
+            3 => f32::MIN_POSITIVE * sign as f32,
+            20 => f32::NAN,
+            21 => f32::INFINITY * sign as f32,
+            22 => f32::MAX * sign as f32,
+            _ => (sign * g.f() * 2f64.powi(g.pick((max_exp + 40) as u64) as i32 - 40)) as f32,
+        }
+    }
+
+    #[test]
+    fn fast_path_matches_scalar_path_on_random_and_edge_values() {
+        let mut g = Rng(0x9e37_79b9_7f4a_7c15);
+        for &n in &[1usize, 7, 8, 9, 15, 1023, 1024, 1025, 3000, 20_000] {
+            for round in 0..6 {
+                let specials = round % 3 == 2;
+                let pairs = [
+                    (DType::Float32, DType::Float32, 60),
+                    (DType::Float16, DType::Float16, 14),
+                    (DType::Bfloat16, DType::Bfloat16, 60),
+                    (DType::Float32, DType::Bfloat16, 60),
+                    (DType::Float32, DType::Float16, 14),
+                ];
+                for (rt, dt, max_exp) in pairs {
+                    let ctx = PairContext::new(rt, dt);
+                    let r: Vec<f32> = (0..n)
+                        .map(|_| reference(&mut g, max_exp, specials))
+                        .collect();
+                    // round the reference to its dtype first, so the candidate sits near the
+                    // thresholds of the value actually compared
+                    let rd = super::super::decode::exact_in_f32(rt);
+                    assert!(rd);
+                    let rt_t = tensor(rt, &r);
+                    let mut rr = vec![0f32; n];
+                    decode_f32(rt, &rt_t.data[..], &mut rr);
+                    let d: Vec<f32> = rr
+                        .iter()
+                        .map(|&a| {
+                            if specials && g.pick(50) == 0 {
+                                [f32::NAN, f32::INFINITY, -f32::MAX][g.pick(3) as usize]
+                            } else {
+                                candidate(&mut g, a, ctx.rtol, ctx.atol)
+                            }
+                        })
+                        .collect();
+                    check(
+                        &rt_t,
+                        &tensor(dt, &d),
+                        &format!("n={n} round={round} {rt:?}/{dt:?}"),
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fast_path_matches_scalar_path_on_the_reference_dumps() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reference_dumps/h200");
+        let mut pairs = 0;
+        for (model, runs) in [
+            (
+                "llama/msprobe",
+                &["cpu_fp32_rerun", "cuda_tf32", "cuda_fp16", "cuda_bf16"][..],
+            ),
+            ("llama/plain", &["cuda_bf16"][..]),
+            ("mobilenet/msprobe", &["cuda_fp16"][..]),
+            ("mobilenet/plain", &["cuda_fp16"][..]),
+        ] {
+            let open = |run: &str| {
+                let mut p = root.join(model).join(run);
+                if model.ends_with("plain") {
+                    p = p.join("activations.safetensors");
+                }
+                Dump::open(&p, &OpenOptions::default()).unwrap()
+            };
+            let r = open("cpu_fp32");
+            for run in runs {
+                let d = open(run);
+                for e in &r.entries {
+                    let Some(f) = d.entries.iter().find(|x| x.name == e.name) else {
+                        continue;
+                    };
+                    let (Ok(a), Ok(b)) = (r.load(e), d.load(f)) else {
+                        continue;
+                    };
+                    if a.numel() != b.numel()
+                        || !super::super::decode::exact_in_f32(a.dtype)
+                        || !super::super::decode::exact_in_f32(b.dtype)
+                    {
+                        continue;
+                    }
+                    check(&a, &b, &format!("{model} {run} {}", e.name));
+                    pairs += 1;
+                }
+            }
+        }
+        assert!(pairs > 500, "only {pairs} pairs compared");
+    }
 }
