@@ -44,8 +44,14 @@ fn main() -> ExitCode {
 
 /// The two dumps, and what the mapping options paired or fused (`Remap`).
 fn open_both(a: &DumpArgs) -> anyhow::Result<(Dump, Dump, Remap)> {
-    let r = Dump::open(&a.reference, &open_options(a))?;
-    let mut d = Dump::open(&a.candidate, &device_options(a))?;
+    // Opening a dump is single-threaded (dump.json, file checks): both at once. A broken
+    // reference is reported first, as when they were opened in turn.
+    let (r, d) = rayon::join(
+        || Dump::open(&a.reference, &open_options(a)),
+        || Dump::open(&a.candidate, &device_options(a)),
+    );
+    let r = r?;
+    let mut d = d?;
     let fused = remap(a, &r, &mut d)?;
     Ok((r, d, fused))
 }
