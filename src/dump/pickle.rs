@@ -251,6 +251,11 @@ impl MemoKeys {
     }
 }
 
+/// Nodes of `v`, for the budget.
+fn nodes(v: &Value) -> R<usize> {
+    v.measure(0).ok_or_else(|| bad("values nested too deeply"))
+}
+
 fn bad(msg: impl Into<String>) -> super::ErrorKind {
     super::ErrorKind::Pickle(msg.into())
 }
@@ -308,10 +313,11 @@ impl<'a> Machine<'a> {
         String::from_utf8(b.to_vec()).map_err(|_| bad("invalid UTF-8 string"))
     }
 
+    /// Counts `v`'s nodes against the budget.
     fn charge(&mut self, v: &Value) -> R<()> {
-        let n = v
-            .measure(0)
-            .ok_or_else(|| bad("values nested too deeply"))?;
+        self.add_nodes(nodes(v)?)
+    }
+    fn add_nodes(&mut self, n: usize) -> R<()> {
         self.nodes = self.nodes.saturating_add(n);
         if self.nodes > NODE_BUDGET {
             return Err(bad("pickle creates too many values (memo or stack bomb)"));
@@ -320,9 +326,6 @@ impl<'a> Machine<'a> {
     }
     fn push(&mut self, v: Value) -> R<()> {
         self.charge(&v)?;
-        if self.nodes > NODE_BUDGET {
-            return Err(bad("pickle creates too many values (memo or stack bomb)"));
-        }
         if self.stack.len() > NODE_BUDGET {
             return Err(bad("pickle stack too deep"));
         }
@@ -353,35 +356,23 @@ impl<'a> Machine<'a> {
         }
     }
     fn memo_put(&mut self, k: u32) -> R<()> {
-        if self.keys_only {
-            // The same checks and node charge as below, without the copy.
-            let top = self
-                .stack
-                .last()
-                .ok_or_else(|| bad("memo put on empty stack"))?;
-            let n = top
-                .measure(0)
-                .ok_or_else(|| bad("values nested too deeply"))?;
-            self.nodes = self.nodes.saturating_add(n);
-            if self.nodes > NODE_BUDGET {
-                return Err(bad("pickle creates too many values (memo or stack bomb)"));
-            }
-            if self.memo_keys.len > NODE_BUDGET {
-                return Err(bad("memo too large"));
-            }
-            self.memo_keys.insert(k);
-            return Ok(());
-        }
-        let v = self
+        let top = self
             .stack
             .last()
-            .ok_or_else(|| bad("memo put on empty stack"))?
-            .clone();
-        self.charge(&v)?;
-        if self.memo.len() > NODE_BUDGET {
+            .ok_or_else(|| bad("memo put on empty stack"))?;
+        // Without memo reads ahead only the key is kept; the node charge is the same.
+        let n = nodes(top)?;
+        let v = (!self.keys_only).then(|| top.clone());
+        self.add_nodes(n)?;
+        if self.memo_len() > NODE_BUDGET {
             return Err(bad("memo too large"));
         }
-        self.memo.insert(k, v);
+        match v {
+            Some(v) => {
+                self.memo.insert(k, v);
+            }
+            None => self.memo_keys.insert(k),
+        }
         Ok(())
     }
     fn memo_get(&mut self, k: u32) -> R<()> {
