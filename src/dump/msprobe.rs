@@ -331,6 +331,38 @@ mod stream {
         Some(Ok(st.parsed))
     }
 
+    /// Visitor methods for a value that is not an object: accepted and skipped (the caller
+    /// decides what a missing object means).
+    macro_rules! accept_non_objects {
+        ($de:lifetime) => {
+            fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
+                Ok(())
+            }
+            fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
+                Ok(())
+            }
+            fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
+                Ok(())
+            }
+            fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
+                Ok(())
+            }
+            fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
+                Ok(())
+            }
+            fn visit_unit<E>(self) -> std::result::Result<(), E> {
+                Ok(())
+            }
+            fn visit_seq<A: serde::de::SeqAccess<$de>>(
+                self,
+                mut s: A,
+            ) -> std::result::Result<(), A::Error> {
+                while s.next_element::<Value>()?.is_some() {}
+                Ok(())
+            }
+        };
+    }
+
     struct Top<'s, 'a>(&'s mut State<'a>);
 
     impl<'de> DeserializeSeed<'de> for Top<'_, '_> {
@@ -370,31 +402,7 @@ mod stream {
             Ok(())
         }
         // Any other top-level value: no `data` object (decided by the caller).
-        fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
-            Ok(())
-        }
-        fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
-            Ok(())
-        }
-        fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
-            Ok(())
-        }
-        fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
-            Ok(())
-        }
-        fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
-            Ok(())
-        }
-        fn visit_unit<E>(self) -> std::result::Result<(), E> {
-            Ok(())
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(
-            self,
-            mut s: A,
-        ) -> std::result::Result<(), A::Error> {
-            while s.next_element::<Value>()?.is_some() {}
-            Ok(())
-        }
+        accept_non_objects!('de);
     }
 
     struct Data<'s, 'a>(&'s mut State<'a>);
@@ -437,31 +445,7 @@ mod stream {
             }
             Ok(())
         }
-        fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
-            Ok(())
-        }
-        fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
-            Ok(())
-        }
-        fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
-            Ok(())
-        }
-        fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
-            Ok(())
-        }
-        fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
-            Ok(())
-        }
-        fn visit_unit<E>(self) -> std::result::Result<(), E> {
-            Ok(())
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(
-            self,
-            mut s: A,
-        ) -> std::result::Result<(), A::Error> {
-            while s.next_element::<Value>()?.is_some() {}
-            Ok(())
-        }
+        accept_non_objects!('de);
     }
 
     fn hash(s: &str) -> u64 {
