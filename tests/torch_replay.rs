@@ -14,10 +14,8 @@ fn dump(run: &str) -> Dump {
 }
 
 fn first_output(call: &Call) -> &Arr {
-    match call.outputs.first() {
-        Some(Arg::Tensor(t)) => t,
-        other => panic!("{}: no output tensor: {other:?}", call.name),
-    }
+    call.output()
+        .unwrap_or_else(|| panic!("{}: no output tensor", call.name))
 }
 
 /// Every call of the llama dumps goes through libtorch by its recorded name and arguments and

@@ -135,6 +135,14 @@ pub fn load_call(place: &str, rec: &Value, load: &dyn Fn(&str) -> R<Arr>) -> R<C
 }
 
 impl Call {
+    /// The first recorded output tensor: what a replay is compared with.
+    pub fn output(&self) -> Option<&Arr> {
+        self.outputs.iter().find_map(|o| match o {
+            Arg::Tensor(t) => Some(t),
+            _ => None,
+        })
+    }
+
     /// Argument at position `i`, else the keyword `name`; `None` when neither was passed.
     pub fn get(&self, i: usize, name: &str) -> Option<&Arg> {
         if let Some(a) = self.args.get(i) {

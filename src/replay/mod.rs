@@ -249,14 +249,7 @@ fn rms(a: &ArrayD<f64>) -> Option<f64> {
 
 /// One side's own error: (own rel L2, allowance, output dtype, output, what recomputed it).
 fn own(call: &Call) -> R<(f64, f64, DType, ArrayD<f64>, String)> {
-    let out = call
-        .outputs
-        .iter()
-        .find_map(|o| match o {
-            Arg::Tensor(t) => Some(t),
-            _ => None,
-        })
-        .ok_or("the call recorded no output tensor")?;
+    let out = call.output().ok_or("the call recorded no output tensor")?;
     let (want, by) = recompute_by(call)?;
     let e = rel_l2(&out.data, &want)?;
     let op = call.op.trim_matches('_');
