@@ -1,7 +1,7 @@
 //! Pairing the entries of two dumps: exact names first, then msprobe-aware names. O(n) with
 //! hash maps, so 100k+ entries pair in milliseconds.
 
-use crate::dump::{Dump, Entry};
+use crate::dump::{Dump, Entry, Role};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -254,7 +254,7 @@ pub fn remap(reference: &[Entry], candidate: &mut [Entry], opts: &MappingOptions
     for i in open {
         let e = &candidate[i];
         let fused_target = opts.fusion.get(&e.place).and_then(|places| {
-            let boundary = if e.role == "output" {
+            let boundary = if e.role == Role::Output {
                 places.last()
             } else {
                 places.first()
@@ -492,7 +492,7 @@ mod tests {
         Entry {
             name: format!("{place}.{rest}"),
             place: place.into(),
-            role: rest.split('.').next().unwrap().into(),
+            role: Role::from_key(rest.split('.').next().unwrap()),
             index: "0".into(),
             order: 0,
             op_type: None,

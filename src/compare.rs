@@ -2,7 +2,7 @@
 //! parallel across pairs. The result is the data every report, plot and check is made from.
 
 use crate::align::{self, shapes_compatible, MatchKind};
-use crate::dump::{DType, Dump, Entry, Format, RecordedStats, Source, Task};
+use crate::dump::{DType, Dump, Entry, Format, RecordedStats, Role, Source, Task};
 use crate::metrics::{self, Metrics};
 use crate::verdict::{Analysis, Verdict};
 use rayon::prelude::*;
@@ -69,8 +69,8 @@ pub struct PairReport {
     pub name_dev: Option<String>,
     /// The call or module (`Functional.silu.1.forward`).
     pub place: String,
-    /// `input`, `kwargs`, `output`, `parameters`, ...
-    pub role: String,
+    /// What the tensor is to its place.
+    pub role: Role,
     /// Index within the role.
     pub index: String,
     /// Execution order of the place in the reference.
@@ -201,7 +201,7 @@ pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind)
         name: re.name.clone(),
         name_dev: (de.name != re.name).then(|| de.name.clone()),
         place: re.place.clone(),
-        role: re.role.clone(),
+        role: re.role,
         index: re.index.clone(),
         order: re.order,
         op_type: re.op_type.clone().or_else(|| de.op_type.clone()),

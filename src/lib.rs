@@ -10,7 +10,8 @@
 //! - [`plot`]: static plots (PNG, SVG) and the interactive HTML report.
 //! - [`nightly`]: the accuracy-regression job: config, baselines, JUnit, Markdown, trends.
 //! - [`replay`]: recomputing API calls in float64 from a dump's own inputs.
-//! - [`plot`]: drift plots (PNG, SVG) and the interactive HTML report.
+//! - [`own_error`]: judging suspects by their own error, recomputed by [`replay`].
+//! - [`session`]: the pipeline as the commands run it (compare, judge, own error).
 
 pub mod align;
 pub mod cli;
@@ -18,9 +19,11 @@ pub mod compare;
 pub mod dump;
 pub mod metrics;
 pub mod nightly;
+pub mod own_error;
 pub mod plot;
 pub mod progress;
 pub mod ranks;
 pub mod replay;
 pub mod report;
+pub mod session;
 pub mod verdict;

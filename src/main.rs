@@ -15,6 +15,7 @@ use driftscope::plot::{self, Run};
 use driftscope::ranks::{self, MultiRank};
 use driftscope::replay;
 use driftscope::report::{self, table, Exporter};
+use driftscope::session;
 use driftscope::verdict::calibrate::Calibration;
 use driftscope::verdict::NoiseOptions;
 use std::io::IsTerminal;
@@ -175,7 +176,7 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     let (r, d, remapped) = open_both(&a.dumps)?;
     let opts = compare_options(&a.dumps, &r)?;
     let bar = driftscope::progress::bar(r.entries.len() as u64, "comparing");
-    let mut c = compare(&r, &d, &opts, &|| bar.inc(1));
+    let mut c = session::compare(&r, &d, &opts, &|| bar.inc(1));
     bar.finish_and_clear();
     mark_remapped(&mut c, &remapped);
     let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
@@ -260,7 +261,7 @@ fn run_compare_ranks(a: CompareArgs) -> anyhow::Result<ExitCode> {
         let ra = rank_args(&a.dumps, k, rp, dp)?;
         let (r, d, remapped) = open_both(&ra)?;
         let opts = compare_options(&ra, &r)?;
-        let mut c = compare(&r, &d, &opts, &|| {});
+        let mut c = session::compare(&r, &d, &opts, &|| {});
         mark_remapped(&mut c, &remapped);
         Ok((c, remapped.fused))
     })?;
@@ -359,7 +360,7 @@ fn bisect_dumps(
         }
         None => None,
     };
-    let mut c = driftscope::verdict::bisect::run(r, d, baseline.as_ref(), &opts, exhaustive)?;
+    let mut c = session::bisect(r, d, baseline.as_ref(), &opts, exhaustive)?;
     mark_remapped(&mut c, remapped);
     Ok(c)
 }
@@ -453,7 +454,7 @@ fn nightly_compare(
     let mut opts = compare_options(a, &r)?;
     opts.noise = cfg.noise_options(a.read.fp32_matmul);
     let bar = driftscope::progress::bar(r.entries.len() as u64, "comparing");
-    let mut c = compare(&r, &d, &opts, &|| bar.inc(1));
+    let mut c = session::compare(&r, &d, &opts, &|| bar.inc(1));
     bar.finish_and_clear();
     mark_remapped(&mut c, &remapped);
     let code = input_errors(&c);
@@ -567,7 +568,7 @@ fn run_report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let mut runs = Vec::new();
     let mut used: Vec<&Dump> = Vec::new();
     for (p, d) in a.candidates.iter().zip(&devs) {
-        let c = driftscope::verdict::bisect::run(&r, d, base.as_ref(), &opts, true)?;
+        let c = session::bisect(&r, d, base.as_ref(), &opts, true)?;
         runs.push(Run {
             label: label(p),
             comparison: c,
@@ -577,7 +578,7 @@ fn run_report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     if let (Some(p), Some(b)) = (&a.baseline, &base) {
         runs.push(Run {
             label: format!("{} (baseline)", label(p)),
-            comparison: compare(&r, b, &opts, &|| {}),
+            comparison: session::compare(&r, b, &opts, &|| {}),
         });
         used.push(b);
     }

@@ -74,9 +74,9 @@ fn backward_and_parameter_gradients_are_compared_in_order() {
     let bw = find("Functional.silu.1.backward.output.0");
     let wg = find("Module.lm_head.Linear.parameters_grad.weight");
     assert_eq!(bw.op_type.as_deref(), Some("silu"));
-    assert_eq!(bw.role, "output");
+    assert_eq!(bw.role, driftscope::dump::Role::Output);
     assert_eq!(wg.op_type.as_deref(), Some("Linear"));
-    assert_eq!(wg.role, "weight");
+    assert_eq!(wg.role, driftscope::dump::Role::ParametersGrad);
     for p in [bw, wg] {
         assert_eq!(
             p.status,

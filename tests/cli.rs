@@ -32,7 +32,7 @@ fn compare_writes_json_and_csv_and_names_the_fault() {
     ]);
     assert_eq!(code, 0);
     assert!(
-        out.contains("diverged: first at Functional.silu.1.forward"),
+        out.contains("diverged (own_error): first at Functional.silu.1.forward"),
         "{out}"
     );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();

@@ -112,18 +112,7 @@ fn clean_runs_are_within_the_noise_of_their_precision() {
             }
         }
     }
-    let m = compare(
-        &open(&h200("mobilenet/msprobe/cpu_fp32")),
-        &open(&h200("mobilenet/msprobe/cuda_fp16")),
-        &o,
-        &|| {},
-    );
-    assert_eq!(
-        m.analysis.overall,
-        Overall::WithinNoise,
-        "{}",
-        m.analysis.summary
-    );
+    // MobileNet's fp16 run is not clean: its activations underflow float16 (false_greens.rs).
 }
 
 #[test]

@@ -132,7 +132,7 @@ fn fault_fails_with_exit_1_naming_the_place_everywhere() {
     let md = std::fs::read_to_string(&md).unwrap();
     assert!(
         md.contains("accuracy regression")
-            && md.contains(&format!("**First divergence:** `{FAULT}`")),
+            && md.contains(&format!("**First divergence (own_error):** `{FAULT}`")),
         "{md}"
     );
     assert!(md.contains("r.json"), "{md}");

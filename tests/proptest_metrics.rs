@@ -5,10 +5,12 @@
 //! The reference implements the rules of src/metrics/mod.rs (docs/metrics.md):
 //! - NaN on both sides: `nonfinite_match`, excluded from the numeric metrics;
 //! - NaN on one side only: `nonfinite_mismatch` (first index recorded);
-//! - both at or beyond the smaller floating dtype's largest finite value with the same sign:
-//!   `masked`
-//!   (the same infinity on both sides: `nonfinite_match`); one side only, or opposite signs:
-//!   `nonfinite_mismatch`;
+//! - both at or beyond the smaller floating dtype's largest finite value with the same sign,
+//!   the reference holding a fill value (infinite, or at or beyond its own dtype's largest
+//!   finite value): `masked` (the same infinity on both sides: `nonfinite_match`); one side
+//!   only, opposite signs, or a real reference value: `nonfinite_mismatch`, of which a
+//!   candidate infinity against a finite reference is `overflow` and a real reference value
+//!   beyond the candidate's range against its clamped value is `saturated`;
 //! - every other element is compared; relative errors skip elements whose reference is 0
 //!   (counted in `ref_zero_mismatch` when the candidate is not 0).
 
@@ -110,6 +112,8 @@ struct Ref {
     inf_r: u64,
     inf_d: u64,
     masked: u64,
+    overflow: u64,
+    saturated: u64,
     nf_match: u64,
     nf_mismatch: u64,
     first_mismatch: Option<u64>,
@@ -175,13 +179,20 @@ fn reference(rt: DType, r: &[f64], dt: DType, d: &[f64]) -> Ref {
         }
         let (oa, ob) = (a.abs() >= lim, b.abs() >= lim);
         if oa || ob {
-            if oa && ob && a.signum() == b.signum() {
+            let fill = a.is_infinite() || a.abs() >= fmax(rt);
+            let same_sign = a.signum() == b.signum();
+            if oa && ob && same_sign && fill {
                 if a.is_infinite() && b.is_infinite() {
                     o.nf_match += 1;
                 } else {
                     o.masked += 1;
                 }
             } else {
+                if a.is_finite() && b.is_infinite() {
+                    o.overflow += 1;
+                } else if oa && ob && same_sign {
+                    o.saturated += 1;
+                }
                 mismatch(&mut o);
             }
             continue;
@@ -257,6 +268,8 @@ fn check(rt: DType, rb: &[u8], dt: DType, db: &[u8]) -> Result<(), TestCaseError
     prop_assert_eq!(m.inf_ref, o.inf_r, "{}", ctx);
     prop_assert_eq!(m.inf_dev, o.inf_d, "{}", ctx);
     prop_assert_eq!(m.masked, o.masked, "{}", ctx);
+    prop_assert_eq!(m.overflow, o.overflow, "{}", ctx);
+    prop_assert_eq!(m.saturated, o.saturated, "{}", ctx);
     prop_assert_eq!(m.nonfinite_match, o.nf_match, "{}", ctx);
     prop_assert_eq!(m.nonfinite_mismatch, o.nf_mismatch, "{}", ctx);
     prop_assert_eq!(

@@ -9,7 +9,7 @@
 use super::ascend_layout::{self, NpuFormat};
 use super::error::{err, DumpError, ErrorKind, Result};
 use super::tensor::{checked_numel, map_file, Bytes, Tensor};
-use super::{DType, Dump, Entry, Format, OpenOptions, Source, Task};
+use super::{DType, Dump, Entry, Format, OpenOptions, Role, Source, Task};
 use prost::Message;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -311,7 +311,7 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
             entries.push(Entry {
                 name,
                 place: h.op_name.clone(),
-                role: role.into(),
+                role: Role::from_key(role),
                 index: i.to_string(),
                 order,
                 op_type: op_type.clone(),

@@ -145,6 +145,18 @@ impl DType {
         }
     }
 
+    /// Smallest positive normal value: below it a value keeps fewer significant bits
+    /// (subnormal) or is flushed to zero. 0 for integer types.
+    pub fn min_normal(self) -> f64 {
+        match self {
+            DType::Float64 => f64::MIN_POSITIVE,
+            DType::Float32 | DType::Bfloat16 => 2f64.powi(-126),
+            DType::Float16 | DType::Float8E5m2 => 2f64.powi(-14),
+            DType::Float8E4m3fn => 2f64.powi(-6),
+            _ => 0.0,
+        }
+    }
+
     /// Largest finite magnitude (used to recognise fill values and saturation).
     pub fn max_finite(self) -> f64 {
         match self {

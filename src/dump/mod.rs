@@ -40,6 +40,14 @@ pub enum Format {
     Cann,
 }
 
+impl Format {
+    /// True when the layout lists tensors in execution order, so that a tensor can inherit
+    /// error from the ones before it. A folder of arrays is only in name order.
+    pub fn is_execution_ordered(self) -> bool {
+        self != Format::Npy
+    }
+}
+
 /// What a dump recorded for each tensor.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -82,6 +90,62 @@ pub enum Source {
     Absent(String),
 }
 
+/// What a tensor is to its place. Every reader normalises its own spelling to one of these
+/// (msprobe `input_args` -> `Input`, native `parameter` and msprobe `parameters` -> `Parameters`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A positional input.
+    Input,
+    /// A keyword argument.
+    Kwargs,
+    /// An output.
+    Output,
+    /// A module's parameter (weight, bias).
+    Parameters,
+    /// A parameter's gradient.
+    ParametersGrad,
+    /// Anything else a dump records.
+    Other,
+}
+
+impl Role {
+    /// The role a reader's key stands for (`input_args`, `parameter`, `grad`, ...).
+    pub fn from_key(key: &str) -> Role {
+        match key {
+            "input" | "input_args" => Role::Input,
+            "kwargs" | "input_kwargs" => Role::Kwargs,
+            "output" => Role::Output,
+            "parameters" | "parameter" => Role::Parameters,
+            "parameters_grad" | "grad" => Role::ParametersGrad,
+            _ => Role::Other,
+        }
+    }
+
+    /// Lower-case name as written in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Input => "input",
+            Role::Kwargs => "kwargs",
+            Role::Output => "output",
+            Role::Parameters => "parameters",
+            Role::ParametersGrad => "parameters_grad",
+            Role::Other => "other",
+        }
+    }
+
+    /// True for tensors that flow into a place (inputs, keyword arguments, parameters).
+    pub fn is_input(self) -> bool {
+        matches!(self, Role::Input | Role::Kwargs | Role::Parameters)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One tensor of a dump.
 #[derive(Clone, Debug)]
 pub struct Entry {
@@ -90,8 +154,8 @@ pub struct Entry {
     pub name: String,
     /// The call or module this tensor belongs to (`Functional.silu.1.forward`).
     pub place: String,
-    /// `input`, `kwargs`, `output`, `parameters`, `parameters_grad`, ...
-    pub role: String,
+    /// What the tensor is to its place.
+    pub role: Role,
     /// Position within the role (`0`, `1.0`, `weight`).
     pub index: String,
     /// Execution order of the place.
@@ -321,7 +385,7 @@ fn open_safetensors(path: &Path) -> Result<Dump> {
         .enumerate()
         .map(|(order, t)| Entry {
             place: t.name.clone(),
-            role: "output".into(),
+            role: Role::Output,
             index: "0".into(),
             order,
             op_type: None,
@@ -365,7 +429,7 @@ fn open_npy_dir(path: &Path, options: &OpenOptions) -> Result<Dump> {
         let stem = rel.to_string_lossy().replace('\\', "/");
         let mk = |name: String, source: Source, t: Option<&Tensor>| Entry {
             place: name.clone(),
-            role: "output".into(),
+            role: Role::Output,
             index: "0".into(),
             order: 0,
             op_type: None,

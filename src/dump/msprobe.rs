@@ -2,7 +2,7 @@
 
 use super::error::{err, DumpError, ErrorKind, Result};
 use super::paths::resolve_inside;
-use super::{DType, Dump, Entry, Format, OpenOptions, RecordedStats, Source, Task};
+use super::{DType, Dump, Entry, Format, OpenOptions, RecordedStats, Role, Source, Task};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -239,16 +239,24 @@ fn walk_record(
     })?;
     let op = op_type(place);
     for (key, v) in rec {
-        let role = match key.as_str() {
+        // The role's spelling in tensor names (msprobe's file names say `input`, `kwargs`).
+        let label = match key.as_str() {
             "input_args" => "input",
             "input_kwargs" => "kwargs",
             k => k,
+        };
+        // A parameter-gradient record maps parameter names to gradients.
+        let role = if place.ends_with(".parameters_grad") {
+            Role::ParametersGrad
+        } else {
+            Role::from_key(key)
         };
         let mut ctx = Walk {
             json_path,
             data_dir,
             place,
             role,
+            label,
             order,
             op: &op,
             options,
@@ -478,7 +486,8 @@ struct Walk<'a> {
     json_path: &'a Path,
     data_dir: &'a Path,
     place: &'a str,
-    role: &'a str,
+    role: Role,
+    label: &'a str,
     order: usize,
     op: &'a Option<String>,
     options: &'a OpenOptions,
@@ -523,7 +532,7 @@ impl Walk<'_> {
     }
 
     fn tensor(&mut self, o: &serde_json::Map<String, Value>, index: String) -> Result<()> {
-        let fallback = format!("{}.{}.{}", self.place, self.role, index);
+        let fallback = format!("{}.{}.{}", self.place, self.label, index);
         let bad = |m: String| {
             DumpError::new(self.json_path, ErrorKind::Json(m)).with_entry(fallback.clone())
         };
@@ -572,7 +581,7 @@ impl Walk<'_> {
         self.out.push(Entry {
             name,
             place: self.place.to_string(),
-            role: self.role.to_string(),
+            role: self.role,
             index,
             order: self.order,
             op_type: self.op.clone(),

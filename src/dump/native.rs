@@ -3,7 +3,7 @@
 use super::error::{err, DumpError, ErrorKind, Result};
 use super::paths::resolve_inside;
 use super::tensor::{checked_numel, map_file, Tensor};
-use super::{DType, Dump, Entry, Format, OpenOptions, RecordedStats, Source, Task};
+use super::{DType, Dump, Entry, Format, OpenOptions, RecordedStats, Role, Source, Task};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -102,7 +102,7 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
         entries.push(Entry {
             name: e.name,
             place: e.place,
-            role: e.role,
+            role: Role::from_key(&e.role),
             index: e.index,
             order: e.order,
             op_type: e.op_type,

@@ -532,6 +532,8 @@ mod tests {
                 a.masked,
                 a.nonfinite_match,
                 a.nonfinite_mismatch,
+                a.overflow,
+                a.saturated,
                 a.first_mismatch_at,
                 a.max_abs_at,
                 a.max_rel_at,

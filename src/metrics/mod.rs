@@ -27,6 +27,10 @@ pub struct PairContext {
     /// Magnitude at or beyond which both sides count as a fill/mask value or saturation: the
     /// smaller of the two dtypes' largest finite values.
     pub range_limit: f64,
+    /// Magnitude at or beyond which a reference value is a fill value (`finfo.min` masks,
+    /// -inf): the reference dtype's largest finite value. A finite reference value beyond the
+    /// common range but below this is a real value the candidate's dtype cannot hold.
+    pub fill_limit: f64,
     /// torch.testing default rtol for the coarser dtype.
     pub rtol: f64,
     /// torch.testing default atol for the coarser dtype.
@@ -48,6 +52,7 @@ impl PairContext {
         };
         PairContext {
             range_limit: float_max(r).min(float_max(d)),
+            fill_limit: float_max(r),
             rtol,
             atol,
         }
@@ -85,6 +90,8 @@ pub struct Accum {
     masked: u64,
     nonfinite_match: u64,
     nonfinite_mismatch: u64,
+    overflow: u64,
+    saturated: u64,
     first_mismatch_at: u64,
     hist_abs: [u64; HIST_BINS],
     hist_rel: [u64; HIST_BINS],
@@ -121,6 +128,8 @@ impl Default for Accum {
             masked: 0,
             nonfinite_match: 0,
             nonfinite_mismatch: 0,
+            overflow: 0,
+            saturated: 0,
             first_mismatch_at: u64::MAX,
             hist_abs: [0; HIST_BINS],
             hist_rel: [0; HIST_BINS],
@@ -168,15 +177,23 @@ impl Accum {
             }
             let (ab, bb) = (a.abs() >= lim, b.abs() >= lim);
             if ab || bb {
-                // Fill values (-inf, the dtype's lowest) and saturation agree when both sides
-                // are beyond the common range with the same sign.
-                if ab && bb && (a > 0.0) == (b > 0.0) {
+                // Fill values (-inf, the dtype's lowest) agree when both sides are beyond the
+                // common range with the same sign and the reference holds its own fill value.
+                // A real reference value the candidate's dtype cannot hold is not a mask: the
+                // candidate overflowed (inf) or saturated (its largest finite value).
+                let fill = a.is_infinite() || a.abs() >= ctx.fill_limit;
+                if ab && bb && (a > 0.0) == (b > 0.0) && fill {
                     if a.is_infinite() && b.is_infinite() {
                         self.nonfinite_match += 1;
                     } else {
                         self.masked += 1;
                     }
                 } else {
+                    if a.is_finite() && b.is_infinite() {
+                        self.overflow += 1;
+                    } else if ab && bb && !fill && (a > 0.0) == (b > 0.0) {
+                        self.saturated += 1;
+                    }
                     self.mismatch(at);
                 }
                 continue;
@@ -298,6 +315,8 @@ impl Accum {
         self.inf_r += o.inf_r;
         self.inf_d += o.inf_d;
         self.masked += o.masked;
+        self.overflow += o.overflow;
+        self.saturated += o.saturated;
         self.nonfinite_match += o.nonfinite_match;
         self.nonfinite_mismatch += o.nonfinite_mismatch;
         self.first_mismatch_at = self.first_mismatch_at.min(o.first_mismatch_at);
@@ -375,6 +394,8 @@ impl Accum {
             masked: self.masked,
             nonfinite_match: self.nonfinite_match,
             nonfinite_mismatch: self.nonfinite_mismatch,
+            overflow: self.overflow,
+            saturated: self.saturated,
             first_nonfinite_mismatch_index: (self.first_mismatch_at != u64::MAX)
                 .then_some(self.first_mismatch_at),
             ref_stats: SideStats::new(n, self.min_r, self.max_r, self.sum_r, nr),
@@ -460,6 +481,13 @@ pub struct Metrics {
     pub nonfinite_match: u64,
     /// NaN, Inf or fill value on one side only (or of opposite signs): a divergence.
     pub nonfinite_mismatch: u64,
+    /// Of those, candidate ±inf where the reference is finite: overflow.
+    #[serde(default)]
+    pub overflow: u64,
+    /// Of those, candidate at its largest finite magnitude where the reference holds a real
+    /// (non-fill) value beyond it: saturation.
+    #[serde(default)]
+    pub saturated: u64,
     /// Flat index of the first such mismatch.
     pub first_nonfinite_mismatch_index: Option<u64>,
     /// Reference side statistics.
@@ -574,5 +602,35 @@ mod tests {
             .collect();
         let m = measure(&tensor(DType::Float32, r), &tensor(DType::Float16, d));
         assert_eq!((m.masked, m.compared, m.max_abs_err), (1, 1, 0.0));
+    }
+
+    fn f32s(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    fn f16s(v: &[f32]) -> Vec<u8> {
+        v.iter()
+            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn real_values_beyond_the_candidates_range_are_overflow_or_saturation_not_masks() {
+        // 1e5 does not fit float16: inf on the device is overflow, 65504 saturation; the
+        // reference's own lowest value against -inf stays a mask, and so does -inf.
+        let r = f32s(&[1e5, 1e5, f32::MIN, f32::NEG_INFINITY, 2.0, 3.0]);
+        let d = f16s(&[
+            f32::INFINITY,
+            65504.0,
+            f32::NEG_INFINITY,
+            -65504.0,
+            2.0,
+            f32::INFINITY,
+        ]);
+        let m = measure(&tensor(DType::Float32, r), &tensor(DType::Float16, d));
+        assert_eq!(m.masked, 2);
+        assert_eq!((m.overflow, m.saturated), (2, 1));
+        assert_eq!(m.nonfinite_mismatch, 3);
+        assert_eq!(m.compared, 1);
     }
 }

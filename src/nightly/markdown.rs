@@ -36,13 +36,15 @@ pub fn render(r: &CheckReport, report: Option<&str>) -> String {
     if let Some(f) = &r.first_divergence {
         let _ = writeln!(
             s,
-            "**First divergence:** `{}` (`{}`{}): relative L2 error {}, rounding explains {}, inherited {}.\n",
+            "**First divergence ({}):** `{}` (`{}`{}): relative L2 error {}, rounding explains {}, inherited {}. {}\n",
+            f.kind.name(),
             f.name,
             f.tensor,
             f.op_type.as_deref().map(|o| format!(", op {o}")).unwrap_or_default(),
             fmt_f(f.rel_l2_err),
             fmt_f(f.expected_err),
-            fmt_f(f.inherited_err)
+            fmt_f(f.inherited_err),
+            cell(&f.reason)
         );
     }
     if n > 0 {

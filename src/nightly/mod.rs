@@ -16,8 +16,9 @@ pub mod markdown;
 pub mod trend;
 
 use crate::compare::{Comparison, PairReport, Status};
+use crate::dump::Role;
 use crate::report::fmt_f;
-use crate::verdict::bisect::BASELINE_FACTOR;
+use crate::verdict::baseline::BASELINE_FACTOR;
 use crate::verdict::{self, Divergence, NoiseOptions, Overall, Ranked, Verdict};
 use baseline::{Baseline, PlaceMetrics};
 use config::{Compiled, Limits};
@@ -58,11 +59,11 @@ pub fn place_summaries(c: &Comparison) -> Vec<PlaceSummary> {
         .into_iter()
         .map(|g| {
             let pairs: Vec<&PairReport> = g.iter().map(|&i| &c.pairs[i]).collect();
-            let outs: Vec<&PairReport> = if pairs.iter().any(|p| p.role == "output") {
+            let outs: Vec<&PairReport> = if pairs.iter().any(|p| p.role == Role::Output) {
                 pairs
                     .iter()
                     .copied()
-                    .filter(|p| p.role == "output")
+                    .filter(|p| p.role == Role::Output)
                     .collect()
             } else {
                 pairs.clone()

@@ -9,6 +9,7 @@ pub mod histogram;
 pub mod html;
 
 use crate::compare::{Comparison, PairReport, Status};
+use crate::dump::Role;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -41,7 +42,7 @@ pub fn place_points(c: &Comparison) -> Vec<PlacePoint> {
         let outputs: Vec<usize> = compared
             .iter()
             .copied()
-            .filter(|&i| c.pairs[i].role == "output")
+            .filter(|&i| c.pairs[i].role == Role::Output)
             .collect();
         let pool = if outputs.is_empty() {
             &compared

@@ -69,7 +69,7 @@ impl Exporter for Csv {
                 p.name_dev.clone().unwrap_or_else(|| p.name.clone()),
                 p.name.clone(),
                 p.place.clone(),
-                p.role.clone(),
+                p.role.to_string(),
                 p.index.clone(),
                 p.dtype_dev
                     .map(|d| d.name().to_string())

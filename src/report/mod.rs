@@ -130,7 +130,11 @@ pub fn bisect_text(c: &Comparison, color: bool) -> String {
             if let Some(st) = &f.stack {
                 let _ = writeln!(s, "  stack:     {st}");
             }
+            let _ = writeln!(s, "  kind:      {}", f.kind.name());
             let _ = writeln!(s, "  why:       {}", f.reason);
+            if let Some(a) = &f.advice {
+                let _ = writeln!(s, "  advice:    {a}");
+            }
             if let (Some(z), Some(pv)) = (f.z_score, f.p_value) {
                 let _ = writeln!(
                     s,

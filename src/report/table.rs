@@ -113,7 +113,7 @@ pub fn render(c: &Comparison, o: TableOptions) -> String {
         let row = format!(
             "{:<w$} {:<9} {:<17} {:<16} {:>12} {:>10} {:>10} {:>10} ",
             short(&p.name, NAME_WIDTH),
-            short(&p.role, 9),
+            short(p.role.name(), 9),
             dt,
             short(&shape, 16),
             cos,
@@ -220,6 +220,9 @@ pub fn summary(c: &Comparison, color: bool, shown: usize) -> String {
     if let Some(f) = &a.first_divergence {
         if let Some(st) = &f.stack {
             let _ = writeln!(s, "  at {st}");
+        }
+        if let Some(a) = &f.advice {
+            let _ = writeln!(s, "  advice: {a}");
         }
         if let (Some(z), Some(p)) = (f.z_score, f.p_value) {
             let _ = writeln!(

@@ -9,11 +9,12 @@
 //! non-monotone stretch cannot fool it. `--exhaustive` judges every place instead.
 
 use super::{
-    divergence, noise, pair_err, pair_expected, summarize, Judge, NoiseOptions, Ranked, Verdict,
+    divergence, noise, pair_err, pair_expected, signal, summarize, Judge, NoiseOptions, Ranked,
+    Verdict,
 };
 use crate::align::{self, Alignment};
 use crate::compare::{self, CompareOptions, Comparison, DumpSummary, PairReport, Status};
-use crate::dump::{Dump, Task};
+use crate::dump::{Dump, Role, Task};
 use std::collections::HashMap;
 
 /// Places judged before the boundary, to warm the judge's inherited-error window.
@@ -21,8 +22,6 @@ const LOOKBEHIND: usize = 8;
 /// Places judged after the boundary (the introducing place can only be at or before it, but an
 /// output-less boundary place may hand its verdict to the next).
 const LOOKAHEAD: usize = 2;
-/// With a baseline run, a place departs when its error exceeds this many times the baseline's.
-pub const BASELINE_FACTOR: f64 = 4.0;
 
 /// Lazily measured pairs of two dumps, grouped by place.
 struct Lazy<'a> {
@@ -91,10 +90,10 @@ impl<'a> Lazy<'a> {
             .filter(|&i| {
                 all_roles || {
                     let role = &self.r.entries[self.al.pairs[i].reference].role;
-                    role == "output"
-                        || !self.places[k]
-                            .iter()
-                            .any(|&j| self.r.entries[self.al.pairs[j].reference].role == "output")
+                    *role == Role::Output
+                        || !self.places[k].iter().any(|&j| {
+                            self.r.entries[self.al.pairs[j].reference].role == Role::Output
+                        })
                 }
             })
             .collect();
@@ -109,7 +108,7 @@ impl<'a> Lazy<'a> {
             .filter_map(|&i| {
                 let p = self.al.pairs[i];
                 let (a, b) = (&self.r.entries[p.reference], &self.d.entries[p.candidate]);
-                if a.role != "output" || !a.dtype?.is_float() || !b.dtype?.is_float() {
+                if a.role != Role::Output || !a.dtype?.is_float() || !b.dtype?.is_float() {
                     return None;
                 }
                 let (sa, sb) = (a.stats.as_ref()?, b.stats.as_ref()?);
@@ -170,16 +169,17 @@ fn run_unit_roundoff(r: &Dump, d: &Dump, al: &Alignment, mode: noise::Fp32Matmul
 }
 
 /// P(k) of the search: some output of the place is elevated, or NaN/Inf appear on one side.
+/// Lost signal counts as elevated whatever its size, and tiny tensors are judged by the
+/// rounding of their normal range: underflow is not an excuse.
 fn elevated(p: &PairReport, u_run: f64, opts: &NoiseOptions) -> bool {
-    if p.metrics.as_ref().is_some_and(|m| m.nonfinite_mismatch > 0) {
+    if p.metrics.as_ref().is_some_and(|m| m.nonfinite_mismatch > 0) || signal::loss(p).is_some() {
         return true;
     }
     let (Some(a), Some(b), Some(e)) = (p.dtype_ref, p.dtype_dev, pair_err(p)) else {
         return false;
     };
-    a.is_float()
-        && b.is_float()
-        && e > ELEVATED * u_run.max(pair_expected(p, opts.fp32_matmul).unwrap_or(0.0))
+    let u = noise::unit_roundoff(a, b, p.op_type.as_deref(), opts.fp32_matmul);
+    a.is_float() && b.is_float() && e > ELEVATED * u_run.max(u)
 }
 
 /// Outcome of judging a stretch of places.
@@ -201,13 +201,18 @@ fn judge_window(
     verdicts: &mut HashMap<String, (Verdict, f64)>,
     ranked: &mut Vec<Ranked>,
 ) -> Window {
-    let mut judge = Judge::new(o, u_run, lz.calibration.clone());
+    let mut judge = Judge::new(
+        o,
+        u_run,
+        lz.calibration.clone(),
+        lz.r.format.is_execution_ordered(),
+    );
     for k in start.saturating_sub(WARMUP)..end {
         let pairs = lz.place(k, true);
         let refs: Vec<&PairReport> = pairs.iter().collect();
         let j = judge.place(&refs);
         if k < start {
-            if j.reason.is_some() {
+            if j.finding.is_some() {
                 return Window::Earlier;
             }
             continue;
@@ -226,8 +231,8 @@ fn judge_window(
                 verdict: j.verdicts.iter().copied().max().unwrap_or(Verdict::Ok),
             });
         }
-        if let Some((i, why)) = &j.reason {
-            return Window::Found(Box::new(divergence(&pairs[*i], why, &j, &lz.r.stacks)));
+        if let Some(f) = &j.finding {
+            return Window::Found(Box::new(divergence(&pairs[f.index], f, &j, &lz.r.stacks)));
         }
     }
     Window::Clean
@@ -242,7 +247,7 @@ pub fn run(
     exhaustive: bool,
 ) -> anyhow::Result<Comparison> {
     if let Some(d0) = d0 {
-        return baseline(r, d, d0, opts);
+        return Ok(super::baseline::run(r, d, d0, opts));
     }
     if exhaustive {
         let mut c = compare::compare(r, d, opts, &|| {});
@@ -349,101 +354,4 @@ pub fn run(
     }
     let mode = d.task;
     Ok(lz.into_comparison(analysis, mode))
-}
-
-/// Baseline mode: the first place where `d`'s error against `r` departs from the error of the
-/// known-good run `d0` against `r`, beyond noise.
-fn baseline(r: &Dump, d: &Dump, d0: &Dump, opts: &CompareOptions) -> anyhow::Result<Comparison> {
-    let mut c = compare::compare(r, d, opts, &|| {});
-    let c0 = compare::compare(r, d0, opts, &|| {});
-    let base: HashMap<&str, f64> = c0
-        .pairs
-        .iter()
-        .filter_map(|p| Some((p.name.as_str(), pair_err(p)?)))
-        .collect();
-    let o = &opts.noise;
-    let mut first = None;
-    let mut ranked = Vec::new();
-    let groups = super::places(&c.pairs);
-    for g in &groups {
-        let mut worst: Option<(usize, f64, f64, f64)> = None;
-        for &i in g {
-            let p = &c.pairs[i];
-            if p.role != "output" {
-                continue;
-            }
-            let (Some(e), Some(a), Some(b)) = (pair_err(p), p.dtype_ref, p.dtype_dev) else {
-                continue;
-            };
-            let e0 = base.get(p.name.as_str()).copied().unwrap_or(0.0);
-            let u = pair_expected(p, o.fp32_matmul)
-                .unwrap_or_else(|| noise::unit_roundoff(a, b, p.op_type.as_deref(), o.fp32_matmul));
-            let ratio = e / e0.max(u);
-            if worst.is_none_or(|w| ratio > w.1) {
-                worst = Some((i, ratio, e0, u));
-            }
-        }
-        let Some((i, ratio, e0, u)) = worst else {
-            continue;
-        };
-        let p = &c.pairs[i];
-        let e = pair_err(p).unwrap_or(0.0);
-        let departs = e > (BASELINE_FACTOR * e0).max(e0 + o.noise_factor * u);
-        ranked.push(Ranked {
-            name: p.place.clone(),
-            tensor: p.name.clone(),
-            rel_l2_err: e,
-            inherited_err: e0,
-            expected_err: u,
-            added: ratio,
-            verdict: if departs {
-                Verdict::Diverged
-            } else {
-                Verdict::Ok
-            },
-        });
-        if departs && first.is_none() {
-            let why = format!(
-                "relative L2 error {e:.3e} against {e0:.3e} in the baseline run ({:.0}x; allowed \
-                 {:.3e})",
-                e / e0.max(f64::MIN_POSITIVE),
-                (BASELINE_FACTOR * e0).max(e0 + o.noise_factor * u)
-            );
-            let j = super::PlaceJudgement {
-                verdicts: vec![],
-                out_err: Some(e),
-                worst: None,
-                inherited: e0,
-                expected: u,
-                reason: None,
-            };
-            first = Some(divergence(p, &why, &j, &r.stacks));
-        }
-    }
-    // Pair verdicts relative to the baseline: departs / after departure / same as baseline.
-    let first_order = first.as_ref().map(|f| f.order);
-    for p in &mut c.pairs {
-        let e = pair_err(p);
-        let e0 = base.get(p.name.as_str()).copied();
-        p.inherited_err = e0;
-        p.verdict = Some(match (e, e0, first_order) {
-            (Some(0.0), _, _) => Verdict::Identical,
-            (Some(e), Some(e0), Some(fo)) if p.order >= fo && e > BASELINE_FACTOR * e0 => {
-                if first.as_ref().is_some_and(|f| f.tensor == p.name) {
-                    Verdict::Diverged
-                } else {
-                    Verdict::Drift
-                }
-            }
-            _ => Verdict::Ok,
-        });
-    }
-    let read = c.pairs.len() + c0.pairs.len();
-    let mut a = summarize(&c.pairs, first, ranked, read, "baseline");
-    a.tensors_total = c.pairs.len() + c0.pairs.len();
-    if a.first_divergence.is_none() && a.overall != super::Overall::Identical {
-        a.summary = "no departure from the baseline run beyond noise".into();
-    }
-    c.analysis = a;
-    Ok(c)
 }

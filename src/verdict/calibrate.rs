@@ -66,7 +66,7 @@ pub fn margin(
 ) -> (Option<f64>, Option<String>) {
     let mut best: Option<(f64, &str)> = None;
     for p in pairs {
-        if p.role != "output" || p.verdict == Some(super::Verdict::Diverged) {
+        if p.role != crate::dump::Role::Output || p.verdict == Some(super::Verdict::Diverged) {
             continue;
         }
         let (Some(e), Some(x)) = (pair_err(p), p.expected_err) else {

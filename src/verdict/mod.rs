@@ -4,14 +4,18 @@
 //! both what rounding in its precision can add and what it inherited, amplified by a bounded
 //! factor. The method and its limits are written up in docs/divergence.md.
 
+pub mod baseline;
 pub mod bisect;
 pub mod calibrate;
+pub mod judge;
 pub mod noise;
+pub mod signal;
 
 use crate::compare::{Comparison, PairReport, Status};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
+pub use judge::{Finding, Judge, PlaceJudgement};
 pub use noise::{Fp32Matmul, NoiseOptions};
 
 /// Smallest relative norm difference a statistics-only comparison trusts: msprobe records
@@ -64,15 +68,122 @@ pub enum Overall {
     Empty,
 }
 
+/// What kind of departure a divergence is: where its error comes from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DivergenceKind {
+    /// This place adds error beyond its rounding and beyond the amplified inherited error.
+    Introduced,
+    /// Magnitudes below the candidate dtype's normal range: flushed to zero or imprecise.
+    Underflow,
+    /// ±inf on the candidate where the reference is finite.
+    Overflow,
+    /// Clamped at the candidate dtype's largest value.
+    Saturation,
+    /// NaN, Inf or fill values on one side only.
+    NonFinite,
+    /// Uncorrelated values at a similar norm: a layout or pairing mistake.
+    Scrambled,
+    /// All zeros, constant, or uncorrelated on one side only.
+    SignalLost,
+    /// The run's own inputs differ: the runs are not comparable.
+    InputsDiffer,
+    /// A place's parameters (weights, biases) differ.
+    WeightsDiffer,
+    /// Error enters through an input that no earlier place explains.
+    UnexplainedInput,
+    /// Integer or bool outputs differ although the inputs are identical.
+    IntegerMismatch,
+    /// The op's own error (float64 recomputation from its recorded inputs) is beyond what
+    /// correct rounding gives.
+    OwnError,
+    /// Baseline mode: the same inputs as the baseline run, a different output: the op changed.
+    OpChanged,
+}
+
+impl DivergenceKind {
+    /// Name as written in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            DivergenceKind::Introduced => "introduced",
+            DivergenceKind::Underflow => "underflow",
+            DivergenceKind::Overflow => "overflow",
+            DivergenceKind::Saturation => "saturation",
+            DivergenceKind::NonFinite => "non_finite",
+            DivergenceKind::Scrambled => "scrambled",
+            DivergenceKind::SignalLost => "signal_lost",
+            DivergenceKind::InputsDiffer => "inputs_differ",
+            DivergenceKind::WeightsDiffer => "weights_differ",
+            DivergenceKind::UnexplainedInput => "unexplained_input",
+            DivergenceKind::IntegerMismatch => "integer_mismatch",
+            DivergenceKind::OwnError => "own_error",
+            DivergenceKind::OpChanged => "op_changed",
+        }
+    }
+
+    /// True for the kinds of lost signal (underflow, overflow, saturation, non-finite values,
+    /// scrambled, signal lost).
+    pub fn is_loss(self) -> bool {
+        matches!(
+            self,
+            DivergenceKind::Underflow
+                | DivergenceKind::Overflow
+                | DivergenceKind::Saturation
+                | DivergenceKind::NonFinite
+                | DivergenceKind::Scrambled
+                | DivergenceKind::SignalLost
+        )
+    }
+
+    /// What a user can do about it, when there is something specific to say.
+    pub fn advice(self) -> Option<&'static str> {
+        use signal::Loss;
+        match self {
+            DivergenceKind::Underflow => Some(signal::advice(Loss::Underflow)),
+            DivergenceKind::Overflow => Some(signal::advice(Loss::Overflow)),
+            DivergenceKind::Saturation => Some(signal::advice(Loss::Saturation)),
+            DivergenceKind::NonFinite => Some(signal::advice(Loss::NonFinite)),
+            DivergenceKind::Scrambled => Some(signal::advice(Loss::Scrambled)),
+            DivergenceKind::SignalLost => Some(signal::advice(Loss::Lost)),
+            DivergenceKind::InputsDiffer => {
+                Some("compare runs fed the same inputs (same data, seed and preprocessing)")
+            }
+            DivergenceKind::WeightsDiffer => {
+                Some("load the same checkpoint on both sides; check dtype casts of the weights")
+            }
+            DivergenceKind::OwnError => Some(
+                "run this op in float32 on the device, or check its kernel's accumulation dtype \
+                 and algorithm (`driftscope replay DEV --at PLACE` shows the numbers)",
+            ),
+            _ => None,
+        }
+    }
+}
+
+impl From<signal::Loss> for DivergenceKind {
+    fn from(l: signal::Loss) -> Self {
+        match l {
+            signal::Loss::Underflow => DivergenceKind::Underflow,
+            signal::Loss::Overflow => DivergenceKind::Overflow,
+            signal::Loss::Saturation => DivergenceKind::Saturation,
+            signal::Loss::NonFinite => DivergenceKind::NonFinite,
+            signal::Loss::Scrambled => DivergenceKind::Scrambled,
+            signal::Loss::Lost => DivergenceKind::SignalLost,
+        }
+    }
+}
+
 /// The first place where the candidate departs from the reference.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Divergence {
+    /// What kind of departure it is.
+    pub kind: DivergenceKind,
     /// The place: msprobe entry (`Functional.silu.1.forward`) or module path.
     pub name: String,
     /// The tensor judged divergent (`Functional.silu.1.forward.output.0`).
     pub tensor: String,
-    /// Its role (`output`, or `input` for a tensor no earlier place produced).
-    pub role: String,
+    /// Its role (`output`, or an input role for an input no earlier place explains).
+    pub role: crate::dump::Role,
     /// Operator or module class.
     pub op_type: Option<String>,
     /// Position of the place in execution order.
@@ -81,6 +192,9 @@ pub struct Divergence {
     pub stack: Option<String>,
     /// Why it is judged divergent.
     pub reason: String,
+    /// What to do about it, when there is something specific to say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
     /// Its relative L2 error (or NaN/Inf mismatch count in `reason`).
     pub rel_l2_err: f64,
     /// Error rounding alone may add here (unit roundoff of its precision).
@@ -138,13 +252,39 @@ pub struct Analysis {
     pub method: String,
     /// What the `--noise` calibration run showed, when one was given.
     pub calibration: Option<calibrate::CalibrationSummary>,
+    /// Calls recomputed in float64 to judge their own error (msprobe API-level dumps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<usize>,
+}
+
+impl Analysis {
+    /// Makes `f` the first divergence: the run diverged there.
+    pub fn set_first_divergence(&mut self, f: Divergence) {
+        self.overall = Overall::Diverged;
+        self.summary = diverged_summary(&f);
+        self.first_divergence = Some(f);
+    }
+}
+
+fn diverged_summary(f: &Divergence) -> String {
+    format!(
+        "diverged ({}): first at {} ({}): {}",
+        f.kind.name(),
+        f.name,
+        f.tensor,
+        f.reason
+    )
 }
 
 /// Error measure of a pair: relative L2 error, or the lower bound from recorded norms.
 pub fn pair_err(p: &PairReport) -> Option<f64> {
     match p.status {
         Status::Compared => p.metrics.as_ref().map(|m| m.rel_l2_err),
-        Status::Statistics => p.stats_diff.and_then(|s| s.norm_rel_diff),
+        // A NaN difference of recorded norms (both infinite: a mask with -inf) says nothing.
+        Status::Statistics => p
+            .stats_diff
+            .and_then(|s| s.norm_rel_diff)
+            .filter(|e| !e.is_nan()),
         _ => None,
     }
 }
@@ -165,7 +305,7 @@ pub fn pair_expected(p: &PairReport, mode: Fp32Matmul) -> Option<f64> {
     ))
 }
 
-fn precision_of(p: &PairReport, mode: Fp32Matmul) -> &'static str {
+pub(crate) fn precision_of(p: &PairReport, mode: Fp32Matmul) -> &'static str {
     match (p.dtype_ref, p.dtype_dev) {
         (Some(a), Some(b)) => {
             noise::precision_name(noise::unit_roundoff(a, b, p.op_type.as_deref(), mode))
@@ -207,267 +347,12 @@ pub fn module_path(place: &str) -> Option<&str> {
     Some(place)
 }
 
-fn is_float_pair(p: &PairReport) -> bool {
+pub(crate) fn is_float_pair(p: &PairReport) -> bool {
     p.dtype_ref.is_none_or(|d| d.is_float()) && p.dtype_dev.is_none_or(|d| d.is_float())
 }
 
-fn has_mismatch(p: &PairReport) -> bool {
+pub(crate) fn has_mismatch(p: &PairReport) -> bool {
     p.metrics.as_ref().is_some_and(|m| m.nonfinite_mismatch > 0)
-}
-
-/// Roles whose tensors flow into a place.
-pub fn is_input_role(role: &str) -> bool {
-    matches!(role, "input" | "kwargs" | "parameters")
-}
-
-/// A fingerprint of a tensor's reference values (its recorded or measured statistics), used
-/// to recognise an input as the output of an earlier place.
-fn fingerprint(p: &PairReport) -> Option<(u64, u64, u64)> {
-    let m = p.metrics.as_ref()?;
-    let s = m.ref_stats;
-    Some((s.norm.to_bits(), s.mean?.to_bits(), m.numel))
-}
-
-/// What the judge concluded about one place.
-#[derive(Clone, Debug)]
-pub struct PlaceJudgement {
-    /// Verdict per pair, parallel to the pairs given.
-    pub verdicts: Vec<Verdict>,
-    /// Largest output error (None when no output could be measured).
-    pub out_err: Option<f64>,
-    /// Index (into the pairs given) of the worst output.
-    pub worst: Option<usize>,
-    /// Error inherited.
-    pub inherited: f64,
-    /// Error rounding may add (unit roundoff of the worst output's precision).
-    pub expected: f64,
-    /// The reason, when a pair diverged.
-    pub reason: Option<(usize, String)>,
-}
-
-/// State carried along execution order while judging places.
-#[derive(Default)]
-pub struct Judge {
-    opts: NoiseOptions,
-    recent_out: Vec<f64>,
-    produced: HashSet<(u64, u64, u64)>,
-    /// Module places judged so far whose parent has not come yet (children complete before
-    /// their parent), with their output error.
-    open_modules: Vec<(String, f64)>,
-    /// True once a place diverged: later elevated errors are `drift`.
-    pub diverged_before: bool,
-    /// Unit roundoff of the run's coarsest precision: the noise scale of statistics-only pairs,
-    /// whose inputs' norm bounds say little about the inputs' true error.
-    run_roundoff: f64,
-    /// Observed clean error per tensor (`--noise`).
-    calibration: Option<std::sync::Arc<calibrate::Calibration>>,
-}
-
-impl Judge {
-    /// A judge with these options, for a run whose coarsest unit roundoff is `run_roundoff`,
-    /// with an optional calibration run's observed errors.
-    pub fn new(
-        opts: &NoiseOptions,
-        run_roundoff: f64,
-        calibration: Option<std::sync::Arc<calibrate::Calibration>>,
-    ) -> Self {
-        Judge {
-            opts: opts.clone(),
-            run_roundoff,
-            calibration,
-            ..Default::default()
-        }
-    }
-
-    /// Error inherited by a place without recorded inputs: the largest output error of the
-    /// preceding `window` places.
-    fn window_err(&self) -> f64 {
-        self.recent_out.iter().copied().fold(0.0, f64::max)
-    }
-
-    /// Judges one place from its pairs, then remembers its outputs for the places after it.
-    pub fn place(&mut self, pairs: &[&PairReport]) -> PlaceJudgement {
-        let o = &self.opts;
-        let inputs: Vec<usize> = (0..pairs.len())
-            .filter(|&i| is_input_role(&pairs[i].role) && is_float_pair(pairs[i]))
-            .collect();
-        let mut outputs: Vec<usize> = (0..pairs.len())
-            .filter(|&i| pairs[i].role == "output")
-            .collect();
-        if outputs.is_empty() && inputs.is_empty() {
-            outputs = (0..pairs.len()).collect();
-        }
-        let in_errs: Vec<f64> = inputs.iter().filter_map(|&i| pair_err(pairs[i])).collect();
-        let mut inherited = if in_errs.is_empty() {
-            self.window_err()
-        } else {
-            in_errs.iter().copied().fold(0.0, f64::max)
-        };
-        // A container module (Sequential, a decoder layer) inherits what its children did.
-        let path = pairs
-            .first()
-            .and_then(|p| module_path(&p.place))
-            .map(str::to_string);
-        if let Some(path) = &path {
-            let prefix = format!("{path}.");
-            while let Some((child, e)) = self.open_modules.last() {
-                if !child.starts_with(&prefix) && !path.is_empty() {
-                    break;
-                }
-                inherited = inherited.max(*e);
-                let _ = child;
-                self.open_modules.pop();
-            }
-        }
-        let inputs_mismatch = inputs.iter().any(|&i| has_mismatch(pairs[i]));
-        let mut verdicts = vec![Verdict::Ok; pairs.len()];
-        let mut reason = None;
-        let mut out_err: Option<f64> = None;
-        let mut worst = None;
-        let mut expected = 0.0;
-        for (i, p) in pairs.iter().enumerate() {
-            let u = pair_expected(p, o.fp32_matmul).unwrap_or(noise::TF32_UNIT_ROUNDOFF);
-            let is_out = outputs.contains(&i);
-            let identical = p
-                .metrics
-                .as_ref()
-                .is_some_and(|m| m.max_abs_err == 0.0 && m.nonfinite_mismatch == 0)
-                || p.checksum_equal == Some(true);
-            let err = pair_err(p);
-            let v = if identical {
-                Verdict::Identical
-            } else if p.checksum_equal == Some(false) {
-                Verdict::Changed
-            } else if p.status == Status::ShapeMismatch || p.status == Status::Error {
-                Verdict::Ok
-            } else if has_mismatch(p) {
-                if is_out && !inputs_mismatch && !self.diverged_before {
-                    reason.get_or_insert((
-                        i,
-                        format!(
-                            "NaN/Inf or fill values on one side only in {} element(s) (first at \
-                             flat index {}), none in its inputs",
-                            p.metrics.as_ref().unwrap().nonfinite_mismatch,
-                            p.metrics
-                                .as_ref()
-                                .unwrap()
-                                .first_nonfinite_mismatch_index
-                                .unwrap_or(0)
-                        ),
-                    ));
-                    Verdict::Diverged
-                } else {
-                    Verdict::Drift
-                }
-            } else if let Some(e) = err {
-                let calibrated = self
-                    .calibration
-                    .as_ref()
-                    .map_or(0.0, |c| c.allowance(&p.name));
-                let noise = if p.status == Status::Statistics {
-                    // Recorded statistics are float32 numbers with rounding of their own.
-                    (o.stats_noise_factor * u.max(self.run_roundoff)).max(STATS_FLOOR)
-                } else {
-                    o.noise_factor * u
-                }
-                .max(calibrated);
-                if is_out && is_float_pair(p) {
-                    let allowed = noise.max(o.amplification * inherited);
-                    if e > allowed {
-                        reason.get_or_insert((
-                            i,
-                            format!(
-                                "relative L2 error {e:.3e} is {:.0}x what {} rounding explains ({u:.2e}) \
-                                 and {} the largest error it inherited ({inherited:.3e}); allowed {allowed:.3e}",
-                                e / u,
-                                precision_of(p, o.fp32_matmul),
-                                if inherited > 0.0 {
-                                    format!("{:.0}x", e / inherited)
-                                } else {
-                                    "far above".to_string()
-                                }
-                            ),
-                        ));
-                        Verdict::Diverged
-                    } else if e > noise && self.diverged_before {
-                        Verdict::Drift
-                    } else {
-                        Verdict::Ok
-                    }
-                } else if !is_out && is_float_pair(p) && e > noise {
-                    // An input beyond noise that no earlier place produced: the data or the
-                    // weights themselves differ.
-                    let produced = fingerprint(p).is_some_and(|f| self.produced.contains(&f));
-                    if !produced && !self.diverged_before && p.role == "parameters" {
-                        reason.get_or_insert((
-                            i,
-                            format!(
-                                "parameter differs by relative L2 error {e:.3e} ({:.0}x what {} \
-                                 rounding explains): the weights themselves differ",
-                                e / u,
-                                precision_of(p, o.fp32_matmul)
-                            ),
-                        ));
-                        Verdict::Diverged
-                    } else if self.diverged_before {
-                        Verdict::Drift
-                    } else {
-                        Verdict::Ok
-                    }
-                } else if is_out
-                    && !is_float_pair(p)
-                    && e > 0.0
-                    && inherited == 0.0
-                    && !self.diverged_before
-                {
-                    reason.get_or_insert((
-                        i,
-                        format!("integer/bool output differs (relative L2 error {e:.3e}) although its inputs are identical"),
-                    ));
-                    Verdict::Diverged
-                } else {
-                    Verdict::Ok
-                }
-            } else {
-                Verdict::Ok
-            };
-            verdicts[i] = v;
-            if is_out {
-                if let Some(e) = err {
-                    if out_err.is_none_or(|w| e > w) {
-                        out_err = Some(e);
-                        worst = Some(i);
-                        expected = u;
-                    }
-                }
-            }
-        }
-        if reason.is_some() {
-            self.diverged_before = true;
-        }
-        for &i in &outputs {
-            if let Some(f) = fingerprint(pairs[i]) {
-                self.produced.insert(f);
-            }
-        }
-        if let Some(path) = path {
-            self.open_modules.push((path, out_err.unwrap_or(inherited)));
-        }
-        if let Some(e) = out_err {
-            self.recent_out.push(e);
-            if self.recent_out.len() > o.window.max(1) {
-                self.recent_out.remove(0);
-            }
-        }
-        PlaceJudgement {
-            verdicts,
-            out_err,
-            worst,
-            inherited,
-            expected,
-            reason,
-        }
-    }
 }
 
 /// Groups pair indices by place, in order of first appearance (pairs are in execution order).
@@ -508,6 +393,7 @@ pub fn judge(
         opts,
         run_roundoff(&c.pairs, opts.fp32_matmul),
         calibration.clone(),
+        c.reference.format.is_execution_ordered(),
     );
     let mut first = None;
     let mut ranked = Vec::new();
@@ -515,8 +401,8 @@ pub fn judge(
         let refs: Vec<&PairReport> = g.iter().map(|&i| &c.pairs[i]).collect();
         let j = judge.place(&refs);
         if first.is_none() {
-            if let Some((k, why)) = &j.reason {
-                first = Some(divergence(&c.pairs[g[*k]], why, &j, &stacks));
+            if let Some(f) = &j.finding {
+                first = Some(divergence(&c.pairs[g[f.index]], f, &j, &stacks));
             }
         }
         if let (Some(e), Some(w)) = (j.out_err, j.worst) {
@@ -556,21 +442,23 @@ pub fn judge(
     }
 }
 
-/// Builds the divergence record for pair `p` of a place judged by `j`.
+/// Builds the divergence record for pair `p` of a place judged by `j`, from finding `f`.
 pub fn divergence(
     p: &PairReport,
-    why: &str,
+    f: &Finding,
     j: &PlaceJudgement,
     stacks: &HashMap<String, String>,
 ) -> Divergence {
     Divergence {
+        kind: f.kind,
         name: p.place.clone(),
         tensor: p.name.clone(),
-        role: p.role.clone(),
+        role: p.role,
         op_type: p.op_type.clone(),
         order: p.order,
         stack: stacks.get(&p.place).cloned(),
-        reason: why.to_string(),
+        reason: f.reason.clone(),
+        advice: f.advice.map(str::to_string),
         rel_l2_err: pair_err(p).unwrap_or(f64::NAN),
         expected_err: j.expected,
         inherited_err: j.inherited,
@@ -597,7 +485,12 @@ pub fn summarize(
         .iter()
         .filter(|p| matches!(p.status, Status::Error | Status::ShapeMismatch))
         .count();
-    if let Some(f) = first.as_mut() {
+    // The outlier test measures how far a place's error ratio stands out: evidence for
+    // introduced error, meaningless for a source or lost signal.
+    if let Some(f) = first
+        .as_mut()
+        .filter(|f| f.kind == DivergenceKind::Introduced)
+    {
         let logs: Vec<f64> = ranked
             .iter()
             .filter(|r| r.added > 0.0 && r.added.is_finite())
@@ -631,10 +524,7 @@ pub fn summarize(
         }
     });
     let (overall, summary) = if let Some(f) = &first {
-        (
-            Overall::Diverged,
-            format!("diverged: first at {} ({}): {}", f.name, f.tensor, f.reason),
-        )
+        (Overall::Diverged, diverged_summary(f))
     } else if measured == 0 {
         (Overall::Empty, "nothing could be compared".to_string())
     } else if changed > 0 {
@@ -668,5 +558,6 @@ pub fn summarize(
         errors,
         method: method.to_string(),
         calibration: None,
+        replayed: None,
     }
 }

@@ -307,7 +307,7 @@
       ctx.beginPath(); ctx.moveTo(x, PAD.t); ctx.lineTo(x, PAD.t + H); ctx.stroke(); ctx.setLineDash([]);
       ctx.fillStyle = color(r); ctx.textAlign = x > PAD.l + W * 0.6 ? 'right' : 'left'; ctx.textBaseline = 'top';
       ctx.font = 'bold 12px system-ui, sans-serif';
-      ctx.fillText(' first divergence: ' + run.first.name + ' ', x, PAD.t + 4 + 16 * r);
+      ctx.fillText(' first divergence (' + run.first.kind + '): ' + run.first.name + ' ', x, PAD.t + 4 + 16 * r);
     });
     if (st.sel) {
       const h = st.hits.find((h) => h.r === st.sel.r && h.i === st.sel.i);
