@@ -84,7 +84,10 @@
   }
   // Error over what the place inherited or rounding explains (as `compare` ranks places).
   function ratio(p) {
-    const e = num(p.rel_l2_err), d = Math.max(num(p.expected_err) || 0, num(p.inherited_err) || 0);
+    // Statistics-only dumps: the relative difference of the recorded norms (a lower bound).
+    let e = num(p.rel_l2_err);
+    if (isNaN(e) && p.stats_diff) e = num(p.stats_diff.norm_rel_diff);
+    const d = Math.max(num(p.expected_err) || 0, num(p.inherited_err) || 0);
     return e > 0 && d > 0 ? e / d : 0;
   }
   const tv = runs.map(() => new Uint8Array(TN));
