@@ -23,7 +23,7 @@ use std::collections::HashMap;
 /// Larger `construct.json` / `stack.json` files are not read (the tree falls back).
 const MAX_SIDE_FILE: u64 = 1 << 30;
 /// Longest parent chain followed in `construct.json` (a cycle or a broken file stops there).
-const MAX_DEPTH: usize = 512;
+const MAX_DEPTH: usize = 256;
 /// Call-site labels are cut to this many characters.
 const MAX_LABEL: usize = 72;
 
@@ -337,9 +337,10 @@ fn api_label(place: &str) -> String {
 /// Ancestors from `construct.json`, outermost first, then the place itself.
 fn construct_segments(place: &str, parents: &HashMap<String, Option<String>>) -> Vec<Seg> {
     let mut chain = vec![place.to_string()];
+    let mut seen = std::collections::HashSet::from([place]);
     let mut cur = place;
     while let Some(Some(p)) = parents.get(cur) {
-        if chain.len() >= MAX_DEPTH || chain.iter().any(|c| c == p) {
+        if chain.len() >= MAX_DEPTH || !seen.insert(p.as_str()) {
             break;
         }
         chain.push(p.clone());
@@ -500,6 +501,20 @@ mod tests {
         assert_eq!(f.line, "322");
         assert_eq!(f.func, "forward");
         assert_eq!(f.code, "hidden_states = self.mlp(hidden_states)");
+    }
+
+    #[test]
+    fn a_cycle_in_construct_json_ends_the_chain() {
+        let parents: HashMap<String, Option<String>> = [
+            ("Module.a.A.forward.0", Some("Module.b.B.forward.0")),
+            ("Module.b.B.forward.0", Some("Module.a.A.forward.0")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+        .collect();
+        let s = construct_segments("Module.a.A.forward.0", &parents);
+        let keys: Vec<&str> = s.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(keys, ["Module.b.B.forward.0", "Module.a.A.forward.0"]);
     }
 
     #[test]

@@ -649,6 +649,9 @@ fn run_export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let mut c = compare(&r, &d, &opts, &|| {});
     mark_remapped(&mut c, &remapped);
     let tree = driftscope::hierarchy::Hierarchy::of(&r);
+    if let Some(n) = &tree.note {
+        eprintln!("driftscope: warning: {n}");
+    }
     let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
     let files = report::model_explorer::files(&c, &tree, &r)?;
     for (name, bytes) in &files {

@@ -149,3 +149,49 @@ fn mobilenet_l0_export_nests_modules_by_construct_json() {
         .unwrap()
         .ends_with("1: SqueezeExcitation"));
 }
+
+#[test]
+fn a_malformed_construct_json_is_named_and_the_tree_falls_back() {
+    let t = tempfile::tempdir().unwrap();
+    let src = llama("cuda_fp16_fault_silu_l1").join("step0");
+    let proc = std::fs::read_dir(&src)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let dst = t.path().join("step0/proc0");
+    std::fs::create_dir_all(dst.join("dump_tensor_data")).unwrap();
+    for f in ["dump.json", "stack.json"] {
+        std::fs::copy(proc.join(f), dst.join(f)).unwrap();
+    }
+    std::fs::write(dst.join("construct.json"), b"{\"Module.a\": ").unwrap();
+    for e in std::fs::read_dir(proc.join("dump_tensor_data")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join("dump_tensor_data").join(e.file_name())).unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::new(bin())
+        .arg("export")
+        .arg(t.path())
+        .arg(llama("cuda_fp16_fault_silu_l1"))
+        .arg("--model-explorer")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("construct.json"), "{err}");
+    let g: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("graph.json")).unwrap()).unwrap();
+    let nodes = g["graphs"][0]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 158);
+    // Still placed by the call sites of stack.json.
+    assert!(nodes
+        .iter()
+        .all(|n| n["namespace"].as_str().unwrap().contains("self.model(")
+            || n["id"]
+                .as_str()
+                .unwrap()
+                .starts_with("Functional.linear.28")));
+}
