@@ -178,7 +178,7 @@ impl Hierarchy {
         v
     }
 
-    /// How many nodes came from each source (for the report's legend).
+    /// The sources the nodes came from, in order of first use (for the report's legend).
     pub fn sources(&self) -> Vec<TreeSource> {
         let mut v: Vec<TreeSource> = Vec::new();
         for n in self.nodes.iter().skip(1) {

@@ -1,6 +1,7 @@
 //! The interactive report: one self-contained HTML page (no network, no server) holding the
 //! data as JSON, the page script and style written for it (`assets/`), and small PNG close-ups
-//! pre-rendered for the worst places and the first divergence of each run.
+//! pre-rendered for the worst places and the first divergence of each run. The data carries the
+//! reference's module tree ([`Hierarchy`]) and each pair's node in it.
 
 use super::{heatmap, histogram, place_points, Run};
 use crate::align;

@@ -56,13 +56,13 @@ struct Place<'a> {
     op_type: Option<&'a str>,
     /// Its pairs, outputs first.
     pairs: Vec<&'a PairReport>,
-    verdict: Option<VerdictLike>,
+    verdict: Option<PlaceVerdict>,
     err: Option<f64>,
 }
 
 /// Verdict of a place: the worst of its pairs (unreadable pairs count as `error`).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum VerdictLike {
+enum PlaceVerdict {
     Identical,
     Ok,
     Drift,
@@ -71,38 +71,38 @@ enum VerdictLike {
     Diverged,
 }
 
-impl VerdictLike {
-    fn of(p: &PairReport) -> Option<VerdictLike> {
+impl PlaceVerdict {
+    fn of(p: &PairReport) -> Option<PlaceVerdict> {
         if matches!(p.status, Status::Error | Status::ShapeMismatch) {
-            return Some(VerdictLike::Error);
+            return Some(PlaceVerdict::Error);
         }
         Some(match p.verdict? {
-            Verdict::Identical => VerdictLike::Identical,
-            Verdict::Ok => VerdictLike::Ok,
-            Verdict::Drift => VerdictLike::Drift,
-            Verdict::Changed => VerdictLike::Changed,
-            Verdict::Diverged => VerdictLike::Diverged,
+            Verdict::Identical => PlaceVerdict::Identical,
+            Verdict::Ok => PlaceVerdict::Ok,
+            Verdict::Drift => PlaceVerdict::Drift,
+            Verdict::Changed => PlaceVerdict::Changed,
+            Verdict::Diverged => PlaceVerdict::Diverged,
         })
     }
 
     fn name(self) -> &'static str {
         match self {
-            VerdictLike::Identical => "identical",
-            VerdictLike::Ok => "ok",
-            VerdictLike::Drift => "drift",
-            VerdictLike::Changed => "changed",
-            VerdictLike::Error => "error",
-            VerdictLike::Diverged => "diverged",
+            PlaceVerdict::Identical => "identical",
+            PlaceVerdict::Ok => "ok",
+            PlaceVerdict::Drift => "drift",
+            PlaceVerdict::Changed => "changed",
+            PlaceVerdict::Error => "error",
+            PlaceVerdict::Diverged => "diverged",
         }
     }
 
     fn color(self) -> &'static str {
         match self {
-            VerdictLike::Identical => "#d9d9d9",
-            VerdictLike::Ok => "#a8e0a0",
-            VerdictLike::Drift | VerdictLike::Changed => "#ffc46b",
-            VerdictLike::Error => "#c9a0dc",
-            VerdictLike::Diverged => "#f08080",
+            PlaceVerdict::Identical => "#d9d9d9",
+            PlaceVerdict::Ok => "#a8e0a0",
+            PlaceVerdict::Drift | PlaceVerdict::Changed => "#ffc46b",
+            PlaceVerdict::Error => "#c9a0dc",
+            PlaceVerdict::Diverged => "#f08080",
         }
     }
 }
@@ -135,7 +135,7 @@ fn places(c: &Comparison) -> Vec<Place<'_>> {
             .filter(|p| p.role == "output")
             .collect();
         let judged = if outs.is_empty() { &pl.pairs } else { &outs };
-        pl.verdict = judged.iter().filter_map(|p| VerdictLike::of(p)).max();
+        pl.verdict = judged.iter().filter_map(|p| PlaceVerdict::of(p)).max();
         pl.err = judged
             .iter()
             .filter_map(|p| pair_err(p))
@@ -231,7 +231,7 @@ fn graph(c: &Comparison, tree: &Hierarchy, reference: &Dump, places: &[Place]) -
                     a.push(kv("cosine", format!("{:.8}", m.cosine)));
                     a.push(kv("max_abs_err", fmt(m.max_abs_err)));
                 }
-                if let Some(v) = VerdictLike::of(p) {
+                if let Some(v) = PlaceVerdict::of(p) {
                     a.push(kv("verdict", v.name()));
                 }
                 json!({"id": p.index, "attrs": a})
