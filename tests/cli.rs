@@ -287,3 +287,61 @@ fn outputs_are_never_written_into_an_input_dump() {
     assert_eq!(code, 2);
     assert!(!d.path().join("step0/new_folder").exists());
 }
+
+/// Writes an msprobe statistics dump of `n` module calls (one input, one output each); outputs
+/// from call `fault` on are scaled by `scale` (1 for a reference).
+fn stats_dump(dir: &std::path::Path, n: usize, fault: usize, scale: f64) {
+    let d = dir.join("step0/rank0");
+    std::fs::create_dir_all(&d).unwrap();
+    let t = |x: f64| {
+        format!(
+            "{{\"type\": \"torch.Tensor\", \"dtype\": \"torch.float32\", \"shape\": [4, 64], \
+             \"Max\": {}, \"Min\": {}, \"Mean\": {}, \"Norm\": {}, \"requires_grad\": false}}",
+            2.0 * x,
+            -x,
+            0.01 * x,
+            10.0 * x
+        )
+    };
+    let mut s = String::from("{\"task\": \"statistics\", \"level\": \"L0\", \"data\": {");
+    for i in 0..n {
+        let base = 1.0 + (i % 97) as f64 / 97.0;
+        let (a, b) = if i >= fault {
+            (scale, scale)
+        } else {
+            (1.0, 1.0)
+        };
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&format!(
+            "\"Module.blocks.{}.layers.{}.Linear.forward.0\": {{\"input_args\": [{}], \
+             \"input_kwargs\": {{}}, \"output\": [{}]}}",
+            i / 100,
+            i % 100,
+            t(base * if i > fault { a } else { 1.0 }),
+            t(base * 1.5 * b)
+        ));
+    }
+    s.push_str("}}");
+    std::fs::write(d.join("dump.json"), s).unwrap();
+}
+
+#[test]
+fn a_100k_entry_compare_does_not_flood_the_terminal() {
+    let t = tempfile::tempdir().unwrap();
+    let (r, d) = (t.path().join("ref"), t.path().join("dev"));
+    stats_dump(&r, 50_000, usize::MAX, 1.0);
+    stats_dump(&d, 50_000, 25_000, 1.05);
+    let (code, out, err) = run(&["compare", s(&r), s(&d)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().count() < 80, "{} lines", out.lines().count());
+    assert!(out.contains("--all prints all 100000 rows"), "{out}");
+    assert!(
+        out.contains("diverged: first at Module.blocks.250.layers.0.Linear.forward.0"),
+        "{out}"
+    );
+    // Tens of thousands of pairs drift after the fault: 40 rows are shown, the rest counted.
+    assert_eq!(table_rows(&out).len(), 40);
+    assert!(out.contains("more of those left out"), "{out}");
+}
