@@ -37,6 +37,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Plot one tensor's error close up: histograms and heatmap of |dev - ref| (PNG and SVG).
     Plot(PlotArgs),
+    /// Export a comparison for other viewers: Model Explorer's graph and node-data JSON.
+    Export(ExportArgs),
 }
 
 /// How to read dumps and which pairs to compare, shared by every command that opens dumps.
@@ -110,9 +112,12 @@ pub struct CompareArgs {
     /// Write msprobe's compare_result CSV (its exact tensor-mode columns) here.
     #[arg(long, value_name = "OUT.csv")]
     pub msprobe_csv: Option<PathBuf>,
-    /// Show only pairs that drift, diverge, differ or could not be compared.
-    #[arg(long)]
+    /// Show only pairs that drift, diverge, differ or could not be compared (all of them).
+    #[arg(long, conflicts_with = "all")]
     pub only_failing: bool,
+    /// Show every pair (by default: the rows that matter, at most 40, and a summary).
+    #[arg(long)]
+    pub all: bool,
     /// Never colour the table.
     #[arg(long)]
     pub no_color: bool,
@@ -261,6 +266,17 @@ pub struct PlotArgs {
     /// Output PNG; an SVG is written next to it with the same stem.
     #[arg(short, long, value_name = "OUT.png")]
     pub out: PathBuf,
+}
+
+/// `driftscope export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The dumps (one rank each).
+    #[command(flatten)]
+    pub dumps: DumpArgs,
+    /// Write Model Explorer's graph (graph.json) and node-data files into this folder.
+    #[arg(long, value_name = "OUT_DIR")]
+    pub model_explorer: PathBuf,
 }
 
 fn parse_dtype(s: &str) -> Result<DType, String> {

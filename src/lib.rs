@@ -6,6 +6,7 @@
 //! - [`metrics`]: every per-pair metric in one pass.
 //! - [`compare`]: the comparison of two dumps.
 //! - [`verdict`]: the noise model, verdicts and first-divergence bisection.
+//! - [`hierarchy`]: the model's structure (module tree) as far as a dump knows it.
 //! - [`report`]: table, JSON, CSV outputs.
 //! - [`plot`]: static plots (PNG, SVG) and the interactive HTML report.
 //! - [`nightly`]: the accuracy-regression job: config, baselines, JUnit, Markdown, trends.
@@ -17,6 +18,7 @@ pub mod align;
 pub mod cli;
 pub mod compare;
 pub mod dump;
+pub mod hierarchy;
 pub mod metrics;
 pub mod nightly;
 pub mod own_error;

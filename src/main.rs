@@ -5,8 +5,8 @@ use anyhow::Context;
 use clap::Parser;
 use driftscope::align::Remap;
 use driftscope::cli::{
-    BaselineArgs, BisectArgs, CheckArgs, Cli, Command, CompareArgs, DumpArgs, PlotArgs, ReadArgs,
-    ReplayArgs, ReportArgs, TrendArgs,
+    BaselineArgs, BisectArgs, CheckArgs, Cli, Command, CompareArgs, DumpArgs, ExportArgs, PlotArgs,
+    ReadArgs, ReplayArgs, ReportArgs, TrendArgs,
 };
 use driftscope::compare::{compare, CompareOptions, Comparison, Status};
 use driftscope::dump::{Dump, OpenOptions};
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Trend(a) => run_trend(a),
         Command::Report(a) => run_report(a),
         Command::Plot(a) => run_plot(a),
+        Command::Export(a) => run_export(a),
     };
     match result {
         Ok(code) => code,
@@ -196,11 +197,20 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
             &c,
             table::TableOptions {
                 color: color(a.no_color),
-                only_failing: a.only_failing,
+                rows: table_rows(&a),
             }
         )
     );
     Ok(input_errors(&c))
+}
+
+/// Which table rows `compare` prints.
+fn table_rows(a: &CompareArgs) -> table::Rows {
+    match (a.all, a.only_failing) {
+        (true, _) => table::Rows::All,
+        (_, true) => table::Rows::Failing,
+        _ => table::Rows::Matter,
+    }
 }
 
 /// Both sides (or either) are msprobe roots with `rankN` folders.
@@ -285,7 +295,7 @@ fn run_compare_ranks(a: CompareArgs) -> anyhow::Result<ExitCode> {
                 &r.report,
                 table::TableOptions {
                     color: color(a.no_color),
-                    only_failing: a.only_failing,
+                    rows: table_rows(&a),
                 }
             )
         );
@@ -629,4 +639,30 @@ fn run_plot(a: PlotArgs) -> anyhow::Result<ExitCode> {
     report::write_atomic(&svg, plot::closeup_svg(&pair, &heat)?.as_bytes(), &inputs)?;
     println!("wrote {} and {}", png.display(), svg.display());
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_export(a: ExportArgs) -> anyhow::Result<ExitCode> {
+    if is_multi_rank(&a.dumps) {
+        anyhow::bail!("export reads one rank: pass the two rankN folders");
+    }
+    let (r, d, remapped) = open_both(&a.dumps)?;
+    let opts = compare_options(&a.dumps, &r)?;
+    let mut c = compare(&r, &d, &opts, &|| {});
+    mark_remapped(&mut c, &remapped);
+    let tree = driftscope::hierarchy::Hierarchy::of(&r);
+    if let Some(n) = &tree.note {
+        eprintln!("driftscope: warning: {n}");
+    }
+    let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
+    let files = report::model_explorer::files(&c, &tree, &r)?;
+    for (name, bytes) in &files {
+        report::write_atomic(&a.model_explorer.join(name), bytes, &inputs)?;
+    }
+    println!(
+        "wrote {} ({}) for Model Explorer; {}",
+        a.model_explorer.display(),
+        files.iter().map(|f| f.0).collect::<Vec<_>>().join(", "),
+        c.analysis.summary
+    );
+    Ok(input_errors(&c))
 }

@@ -113,6 +113,52 @@ fn only_failing_and_filter_narrow_the_table() {
     );
 }
 
+/// The table rows of `compare`'s output: from the header to the first blank line.
+fn table_rows(out: &str) -> Vec<&str> {
+    out.lines().skip(1).take_while(|l| !l.is_empty()).collect()
+}
+
+#[test]
+fn compare_prints_the_rows_that_matter_by_default_and_every_row_with_all() {
+    let (r, d) = (llama("cpu_fp32"), llama("cuda_fp16_fault_silu_l1"));
+    let args = ["compare", s(&r), s(&d)];
+    let (code, out, _) = run(&args);
+    assert_eq!(code, 0);
+    let rows = table_rows(&out);
+    assert!(rows.len() <= 40, "{} rows", rows.len());
+    let fault = rows
+        .iter()
+        .find(|r| r.starts_with("Functional.silu.1.forward.output.0 "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(fault.ends_with("diverged"), "{fault}");
+    // Nothing that merely passes is shown unless it is among the 10 worst.
+    assert!(rows.iter().filter(|r| r.ends_with(" ok")).count() <= 10);
+    assert!(out.contains("--all prints all 415 rows"), "{out}");
+    assert!(out.contains("shown 40;"), "{out}");
+
+    let (code, out, _) = run(&[args[0], args[1], args[2], "--all"]);
+    assert_eq!(code, 0);
+    assert_eq!(table_rows(&out).len(), 415);
+    assert!(!out.contains("--all prints"));
+}
+
+#[test]
+fn long_names_are_shortened_in_the_middle_and_the_table_stays_aligned() {
+    let m = |r: &str| h200(&format!("mobilenet/msprobe/{r}"));
+    let (code, out, _) = run(&["compare", s(&m("cpu_fp32")), s(&m("cuda_fp16")), "--all"]);
+    assert_eq!(code, 0);
+    let rows = table_rows(&out);
+    assert!(rows.len() > 300);
+    let cut: Vec<&&str> = rows.iter().filter(|r| r.contains('…')).collect();
+    assert!(!cut.is_empty());
+    // Both ends of a shortened name are kept: the module path start and the tensor role.
+    assert!(cut.iter().all(|r| r.starts_with("Module.")), "{cut:?}");
+    // The verdict column starts at the same character in every row.
+    let verdict_at = |r: &str| r.trim_end().rsplit_once(' ').unwrap().0.chars().count();
+    let at = verdict_at(rows[0]);
+    assert!(rows.iter().all(|r| verdict_at(r) == at), "{rows:?}");
+}
+
 #[test]
 fn bisect_reports_read_count() {
     let (code, out, _) = run(&[
@@ -163,8 +209,9 @@ fn truncated_tensor_file_is_reported_by_file_and_entry_with_exit_2() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("Functional.silu.1.forward.output.0"), "{err}");
     assert!(err.contains(".pt"), "{err}");
-    // The rest was still compared.
-    assert!(out.contains("Functional.linear.0.forward.output.0"));
+    // The unreadable pair is among the rows shown by default; the rest was still compared.
+    assert!(out.contains("Functional.silu.1.forward.output.0"), "{out}");
+    assert!(out.contains("pairs: 415 (414 compared)"), "{out}");
 }
 
 #[test]
@@ -239,4 +286,62 @@ fn outputs_are_never_written_into_an_input_dump() {
     ]);
     assert_eq!(code, 2);
     assert!(!d.path().join("step0/new_folder").exists());
+}
+
+/// Writes an msprobe statistics dump of `n` module calls (one input, one output each); outputs
+/// from call `fault` on are scaled by `scale` (1 for a reference).
+fn stats_dump(dir: &std::path::Path, n: usize, fault: usize, scale: f64) {
+    let d = dir.join("step0/rank0");
+    std::fs::create_dir_all(&d).unwrap();
+    let t = |x: f64| {
+        format!(
+            "{{\"type\": \"torch.Tensor\", \"dtype\": \"torch.float32\", \"shape\": [4, 64], \
+             \"Max\": {}, \"Min\": {}, \"Mean\": {}, \"Norm\": {}, \"requires_grad\": false}}",
+            2.0 * x,
+            -x,
+            0.01 * x,
+            10.0 * x
+        )
+    };
+    let mut s = String::from("{\"task\": \"statistics\", \"level\": \"L0\", \"data\": {");
+    for i in 0..n {
+        let base = 1.0 + (i % 97) as f64 / 97.0;
+        let (a, b) = if i >= fault {
+            (scale, scale)
+        } else {
+            (1.0, 1.0)
+        };
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&format!(
+            "\"Module.blocks.{}.layers.{}.Linear.forward.0\": {{\"input_args\": [{}], \
+             \"input_kwargs\": {{}}, \"output\": [{}]}}",
+            i / 100,
+            i % 100,
+            t(base * if i > fault { a } else { 1.0 }),
+            t(base * 1.5 * b)
+        ));
+    }
+    s.push_str("}}");
+    std::fs::write(d.join("dump.json"), s).unwrap();
+}
+
+#[test]
+fn a_100k_entry_compare_does_not_flood_the_terminal() {
+    let t = tempfile::tempdir().unwrap();
+    let (r, d) = (t.path().join("ref"), t.path().join("dev"));
+    stats_dump(&r, 50_000, usize::MAX, 1.0);
+    stats_dump(&d, 50_000, 25_000, 1.05);
+    let (code, out, err) = run(&["compare", s(&r), s(&d)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().count() < 80, "{} lines", out.lines().count());
+    assert!(out.contains("--all prints all 100000 rows"), "{out}");
+    assert!(
+        out.contains("diverged (introduced): first at Module.blocks.250.layers.0.Linear.forward.0"),
+        "{out}"
+    );
+    // Tens of thousands of pairs drift after the fault: 40 rows are shown, the rest counted.
+    assert_eq!(table_rows(&out).len(), 40);
+    assert!(out.contains("more of those left out"), "{out}");
 }

@@ -147,3 +147,46 @@ fn plot_writes_png_and_svg_for_one_tensor() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// The page's module tree: every pair points at a node, nodes are in preorder, and the first
+/// divergence sits under the MLP call site of the llama L1 dump.
+#[test]
+fn report_embeds_the_module_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("rep");
+    report(
+        &llama("cpu_fp32"),
+        &[&llama("cuda_fp16_fault_silu_l1")],
+        &out,
+    );
+    let data = data_json(&std::fs::read_to_string(out.join("index.html")).unwrap());
+    let nodes = data["tree"]["nodes"].as_array().unwrap();
+    assert!(nodes.len() > 158, "{} nodes", nodes.len());
+    for (i, n) in nodes.iter().enumerate() {
+        let p = n[0].as_i64().unwrap();
+        assert!(if i == 0 {
+            p == -1
+        } else {
+            (0..i as i64).contains(&p)
+        });
+    }
+    let pairs = data["runs"][0]["pairs"].as_array().unwrap();
+    assert!(pairs
+        .iter()
+        .all(|p| (p["node"].as_u64().unwrap() as usize) < nodes.len()));
+    let silu = pairs
+        .iter()
+        .find(|p| p["name"] == "Functional.silu.1.forward.output.0")
+        .unwrap();
+    let mut n = silu["node"].as_i64().unwrap();
+    let mut path = Vec::new();
+    while n > 0 {
+        path.push(nodes[n as usize][1].as_str().unwrap());
+        n = nodes[n as usize][0].as_i64().unwrap();
+    }
+    assert_eq!(path[0], "Functional.silu.1");
+    assert!(
+        path.contains(&"hidden_states = self.mlp(hidden_states)"),
+        "{path:?}"
+    );
+}

@@ -1,11 +1,13 @@
 //! The interactive report: one self-contained HTML page (no network, no server) holding the
 //! data as JSON, the page script and style written for it (`assets/`), and small PNG close-ups
-//! pre-rendered for the worst places and the first divergence of each run.
+//! pre-rendered for the worst places and the first divergence of each run. The data carries the
+//! reference's module tree ([`Hierarchy`]) and each pair's node in it.
 
 use super::{heatmap, histogram, place_points, Run};
 use crate::align;
 use crate::compare::{Comparison, Status};
 use crate::dump::Dump;
+use crate::hierarchy::Hierarchy;
 use crate::verdict::NoiseOptions;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -43,8 +45,9 @@ fn png_uri(png: &[u8]) -> String {
     format!("data:image/png;base64,{}", base64(png))
 }
 
-/// Compact JSON of a comparison's pairs: every field but the raw histograms, nulls left out.
-fn pairs_json(c: &Comparison) -> Vec<Value> {
+/// Compact JSON of a comparison's pairs: every field but the raw histograms, nulls left out,
+/// plus `node`: the module-tree node of the pair's place.
+fn pairs_json(c: &Comparison, tree: &Hierarchy) -> Vec<Value> {
     c.pairs
         .iter()
         .map(|p| {
@@ -53,10 +56,26 @@ fn pairs_json(c: &Comparison) -> Vec<Value> {
                 m.remove("hist_abs_err");
                 m.remove("hist_rel_err");
                 m.retain(|_, x| !x.is_null());
+                let node = tree.place_node.get(&p.place).copied().unwrap_or(0);
+                m.insert("node".into(), node.into());
             }
             v
         })
         .collect()
+}
+
+/// The module tree for the page: `[parent or -1, label, key]` per node, in preorder.
+fn tree_json(tree: &Hierarchy) -> Value {
+    let nodes: Vec<Value> = tree
+        .nodes
+        .iter()
+        .map(|n| json!([n.parent.map(|p| p as i64).unwrap_or(-1), n.label, n.key]))
+        .collect();
+    json!({
+        "sources": tree.sources().iter().map(|s| s.describe()).collect::<Vec<_>>(),
+        "note": tree.note,
+        "nodes": nodes,
+    })
 }
 
 /// Indices of the pairs of `c` that get close-ups: the first divergence and the worst pairs.
@@ -93,6 +112,7 @@ fn closeup_pairs(c: &Comparison) -> Vec<usize> {
 pub fn render(reference: &Dump, runs: &[Run], devs: &[&Dump]) -> anyhow::Result<String> {
     let mut images = Map::new();
     let mut runs_json = Vec::new();
+    let tree = Hierarchy::of(reference);
     for (i, run) in runs.iter().enumerate() {
         let c = &run.comparison;
         if let Some(dev) = devs.get(i) {
@@ -139,7 +159,7 @@ pub fn render(reference: &Dump, runs: &[Run], devs: &[&Dump]) -> anyhow::Result<
             "method": c.analysis.method,
             "first": c.analysis.first_divergence,
             "points": points,
-            "pairs": pairs_json(c),
+            "pairs": pairs_json(c, &tree),
         }));
     }
     let data = json!({
@@ -149,6 +169,7 @@ pub fn render(reference: &Dump, runs: &[Run], devs: &[&Dump]) -> anyhow::Result<
         "closeups": WORST_N,
         "runs": runs_json,
         "images": images,
+        "tree": tree_json(&tree),
     });
     let data = serde_json::to_string(&data)?
         .replace("</", "<\\/")

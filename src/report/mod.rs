@@ -3,6 +3,7 @@
 
 pub mod csv;
 pub mod json;
+pub mod model_explorer;
 pub mod msprobe_csv;
 pub mod table;
 

@@ -1,20 +1,41 @@
-//! The terminal table: one aligned row per pair in execution order, then a summary.
+//! The terminal table: the rows that matter (or every row) in execution order, then a summary.
+//!
+//! By default a comparison of 100k pairs prints a few dozen lines: the pairs that drift,
+//! diverge, differ or failed, the worst pairs by relative L2 error and the first divergence,
+//! at most [`MAX_DEFAULT_ROWS`] of them; `--all` prints every row.
 
 use super::{fmt_f, fmt_p};
 use crate::compare::{Comparison, PairReport, Status};
 use crate::verdict::{Overall, Verdict};
 use std::fmt::Write;
 
+/// Which rows to print.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Rows {
+    /// The rows that matter: failing pairs, the worst ones, the first divergence (capped).
+    #[default]
+    Matter,
+    /// Only pairs that drift, diverge, differ or failed, all of them.
+    Failing,
+    /// Every pair.
+    All,
+}
+
 /// How to draw the table.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TableOptions {
     /// ANSI colours.
     pub color: bool,
-    /// Only pairs that drift, diverge, differ or failed.
-    pub only_failing: bool,
+    /// Which rows.
+    pub rows: Rows,
 }
 
-const NAME_WIDTH: usize = 52;
+/// Pairs shown by default besides the failing ones: the worst by relative L2 error.
+pub const WORST_ROWS: usize = 10;
+/// At most this many rows by default (a 100k-pair comparison must not flood the terminal).
+pub const MAX_DEFAULT_ROWS: usize = 40;
+/// The name column never gets wider than this; longer names are shortened in the middle.
+const MAX_NAME_WIDTH: usize = 60;
 
 fn paint(s: &str, code: &str, color: bool) -> String {
     if color {
@@ -33,14 +54,23 @@ fn verdict_color(v: Option<Verdict>) -> &'static str {
     }
 }
 
-fn short(name: &str, w: usize) -> String {
+/// `name` in at most `w` characters: the start and the end kept, `…` in the middle (the
+/// call counter and the tensor role at the end are what tells rows apart).
+pub fn middle_ellipsis(name: &str, w: usize) -> String {
     let n = name.chars().count();
     if n <= w {
-        name.to_string()
-    } else {
-        let tail: String = name.chars().skip(n - (w - 1)).collect();
-        format!("…{tail}")
+        return name.to_string();
     }
+    if w <= 1 {
+        return "…".chars().take(w).collect();
+    }
+    let keep = w - 1;
+    let head = keep / 2;
+    let tail = keep - head;
+    let mut s: String = name.chars().take(head).collect();
+    s.push('…');
+    s.extend(name.chars().skip(n - tail));
+    s
 }
 
 /// True when a pair belongs in `--only-failing` output.
@@ -51,9 +81,73 @@ pub fn is_failing(p: &PairReport) -> bool {
     ) || matches!(p.status, Status::Error | Status::ShapeMismatch)
 }
 
+/// Relative L2 error for ranking (NaN counts as the worst).
+fn rank_err(p: &PairReport) -> Option<f64> {
+    let e = p.metrics.as_ref()?.rel_l2_err;
+    Some(if e.is_nan() { f64::INFINITY } else { e })
+}
+
+/// Indices of the pairs to print, in execution order, and how many rows that matter were left
+/// out by the cap.
+pub fn selected_rows(c: &Comparison, rows: Rows) -> (Vec<usize>, usize) {
+    let n = c.pairs.len();
+    match rows {
+        Rows::All => return ((0..n).collect(), 0),
+        Rows::Failing => return ((0..n).filter(|&i| is_failing(&c.pairs[i])).collect(), 0),
+        Rows::Matter => {}
+    }
+    // Priority: the first divergence, the worst pairs, then failing pairs in execution order.
+    let mut keep = vec![false; n];
+    let mut taken = 0;
+    let first = c
+        .analysis
+        .first_divergence
+        .as_ref()
+        .map(|f| f.tensor.as_str());
+    if let Some(i) = first.and_then(|t| c.pairs.iter().position(|p| p.name == t)) {
+        keep[i] = true;
+        taken += 1;
+    }
+    let mut worst: Vec<usize> = (0..n)
+        .filter(|&i| rank_err(&c.pairs[i]).is_some())
+        .collect();
+    worst.sort_by(|&a, &b| {
+        rank_err(&c.pairs[b])
+            .unwrap_or(0.0)
+            .total_cmp(&rank_err(&c.pairs[a]).unwrap_or(0.0))
+            .then(a.cmp(&b))
+    });
+    for &i in worst.iter().take(WORST_ROWS) {
+        if !keep[i] {
+            keep[i] = true;
+            taken += 1;
+        }
+    }
+    let mut left_out = 0;
+    for (i, p) in c.pairs.iter().enumerate() {
+        if keep[i] || !is_failing(p) {
+            continue;
+        }
+        if taken < MAX_DEFAULT_ROWS {
+            keep[i] = true;
+            taken += 1;
+        } else {
+            left_out += 1;
+        }
+    }
+    ((0..n).filter(|&i| keep[i]).collect(), left_out)
+}
+
 /// Renders the table and the summary.
 pub fn render(c: &Comparison, o: TableOptions) -> String {
     let mut s = String::new();
+    let (idx, left_out) = selected_rows(c, o.rows);
+    let w = idx
+        .iter()
+        .map(|&i| c.pairs[i].name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(4, MAX_NAME_WIDTH);
     let head = format!(
         "{:<w$} {:<9} {:<17} {:<16} {:>12} {:>10} {:>10} {:>10} {}",
         "name",
@@ -65,15 +159,10 @@ pub fn render(c: &Comparison, o: TableOptions) -> String {
         "rel L2",
         "max rel",
         "verdict",
-        w = NAME_WIDTH
     );
     let _ = writeln!(s, "{}", paint(&head, "1", o.color));
-    let mut shown = 0;
-    for p in &c.pairs {
-        if o.only_failing && !is_failing(p) {
-            continue;
-        }
-        shown += 1;
+    for &i in &idx {
+        let p = &c.pairs[i];
         let dt = format!(
             "{}/{}",
             p.dtype_ref.map(|d| d.name()).unwrap_or("?"),
@@ -112,15 +201,14 @@ pub fn render(c: &Comparison, o: TableOptions) -> String {
         };
         let row = format!(
             "{:<w$} {:<9} {:<17} {:<16} {:>12} {:>10} {:>10} {:>10} ",
-            short(&p.name, NAME_WIDTH),
-            short(p.role.name(), 9),
+            middle_ellipsis(&p.name, w),
+            middle_ellipsis(p.role.name(), 9),
             dt,
-            short(&shape, 16),
+            middle_ellipsis(&shape, 16),
             cos,
             mx,
             l2,
             mr,
-            w = NAME_WIDTH
         );
         let color = if p.status == Status::Error || p.status == Status::ShapeMismatch {
             "1;31"
@@ -133,7 +221,20 @@ pub fn render(c: &Comparison, o: TableOptions) -> String {
         }
     }
     s.push('\n');
-    s.push_str(&summary(c, o.color, shown));
+    if o.rows == Rows::Matter && idx.len() < c.pairs.len() {
+        let _ = writeln!(
+            s,
+            "rows shown: the first divergence, the {WORST_ROWS} worst by relative L2 error and \
+             pairs that drift, diverge, differ or failed{}; --all prints all {} rows",
+            if left_out > 0 {
+                format!(" ({left_out} more of those left out)")
+            } else {
+                String::new()
+            },
+            c.pairs.len()
+        );
+    }
+    s.push_str(&summary(c, o.color, idx.len()));
     s
 }
 
@@ -234,4 +335,20 @@ pub fn summary(c: &Comparison, color: bool, shown: usize) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::middle_ellipsis;
+
+    #[test]
+    fn long_names_keep_both_ends() {
+        let n = "Module.features.1.block.1.SqueezeExcitation.forward.0.output.0";
+        let s = middle_ellipsis(n, 30);
+        assert_eq!(s.chars().count(), 30);
+        assert!(s.starts_with("Module.feature"), "{s}");
+        assert!(s.ends_with("ward.0.output.0"), "{s}");
+        assert!(s.contains('…'));
+        assert_eq!(middle_ellipsis("short", 30), "short");
+    }
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Drives a real headless Chromium over the DevTools protocol (Python stdlib only: a minimal
 WebSocket client) and checks a driftscope HTML report: no console errors, one chart point per
-compared place, hover tooltip, filtering, then a screenshot. Exit status 1 on any failure."""
+compared place, hover tooltip, filtering, the module tree (first divergence's path open, expand,
+search, click-to-filter), then a screenshot; and, given --big-report, the tree and table of a
+generated 100k-entry report. Exit status 1 on any failure."""
 
 import argparse
 import base64
@@ -120,6 +122,136 @@ class Page:
         return r["result"].get("value")
 
 
+def frame(p, ms=100):
+    p.js("new Promise(r => requestAnimationFrame(() => setTimeout(r, %d)))" % ms)
+
+
+def click(p, expr):
+    """Clicks the element `expr` (a JS expression) with real mouse events at its centre."""
+    r = p.js("(() => { const e = %s; if (!e) return null; e.scrollIntoView({block: 'nearest'});"
+             " const b = e.getBoundingClientRect(); return {x: b.left + b.width / 2, y: b.top + b.height / 2}; })()" % expr)
+    if r is None:
+        raise RuntimeError(f"nothing to click: {expr}")
+    for t in ("mousePressed", "mouseReleased"):
+        p.call("Input.dispatchMouseEvent", type=t, x=r["x"], y=r["y"], button="left", clickCount=1)
+    frame(p)
+
+
+def type_into(p, sel, text):
+    p.js("(() => { const f = document.querySelector(%s); f.value = %s;"
+         " f.dispatchEvent(new Event('input')); })()" % (json.dumps(sel), json.dumps(text)))
+    frame(p)
+
+
+# Rendered tree rows as the page shows them: node id, depth (indent), toggle, label, classes.
+TREE_ROWS = """Array.from(document.querySelectorAll('#treerows .tnode')).map(e => ({
+  n: +e.dataset.n, indent: parseInt(e.style.paddingLeft), tog: e.querySelector('.tog').textContent,
+  label: e.querySelector('.tlabel').textContent, cls: e.className, top: parseInt(e.style.top)}))"""
+
+# Is this row inside the tree's scrolled viewport?
+IN_VIEW = """((n) => { const box = document.getElementById('tree').getBoundingClientRect();
+  const e = document.querySelector('#treerows .tnode[data-n="' + n + '"]'); if (!e) return false;
+  const b = e.getBoundingClientRect(); return b.top >= box.top && b.bottom <= box.bottom; })"""
+
+
+def check_tree(p, check):
+    """The module tree on the llama fault report: the first divergence's path open on load,
+    expand, search, click-to-filter."""
+    rows = p.js(TREE_ROWS)
+    first = [r for r in rows if "first" in r["cls"].split()]
+    check("tree: the first divergence is shown on load",
+          len(first) == 1 and first[0]["label"] == "Functional.silu.1"
+          and p.js(IN_VIEW + "(%d)" % first[0]["n"]), first)
+    if first:
+        # Every row above it with a smaller indent on its path is open.
+        path, depth = [], first[0]["indent"]
+        for r in sorted((r for r in rows if r["top"] < first[0]["top"]), key=lambda r: -r["top"]):
+            if r["indent"] < depth:
+                path.append(r)
+                depth = r["indent"]
+        check("tree: its path is open, the rest closed",
+              len(path) >= 4 and all(r["tog"] == "▾" for r in path)
+              and any(r["tog"] == "▸" for r in rows)
+              and any("self.mlp(hidden_states)" in r["label"] for r in path), [r["label"] for r in path])
+
+    # Expand: a closed node opens and its children appear right under it, one level deeper.
+    p.js("document.getElementById('tree').scrollTop = 0")
+    frame(p)
+    rows = p.js(TREE_ROWS)
+    closed = next((r for r in rows if r["tog"] == "▸"), None)
+    before = p.js("driftscope.treeVisible()")
+    if closed:
+        click(p, "document.querySelector('#treerows .tnode[data-n=\"%d\"] .tog')" % closed["n"])
+        rows = sorted(p.js(TREE_ROWS), key=lambda r: r["top"])
+        k = next(i for i, r in enumerate(rows) if r["n"] == closed["n"])
+        child = rows[k + 1] if k + 1 < len(rows) else None
+        check("tree: clicking ▸ opens a node",
+              rows[k]["tog"] == "▾" and p.js("driftscope.treeVisible()") > before
+              and child is not None and child["indent"] > rows[k]["indent"], (closed, child))
+    else:
+        check("tree: clicking ▸ opens a node", False, "no closed node rendered")
+
+    # Search: every SiLU call is listed, nothing that neither matches nor leads to a match.
+    type_into(p, "#treesearch", "silu")
+    rows = p.js(TREE_ROWS)
+    labels = [r["label"] for r in rows]
+    hits = [r for r in rows if "hit" in r["cls"].split()]
+    check("tree: search lists the matches and their ancestors",
+          all(f"Functional.silu.{i}" in labels for i in range(4))
+          and all("silu" in r["label"].lower() for r in hits)
+          and "match" in p.js("document.getElementById('treeinfo').textContent")
+          and len(rows) < 20, labels)
+    type_into(p, "#treesearch", "")
+
+    # Click-to-filter: clicking the MLP call site narrows the table and the chart to it.
+    total, drawn = p.js("driftscope.visibleRows()"), p.js("driftscope.drawnPoints()")
+    type_into(p, "#treesearch", "self.mlp(")
+    click(p, "Array.from(document.querySelectorAll('#treerows .tlabel')).find(e => e.textContent.includes('self.mlp('))")
+    vis = p.js("driftscope.visibleRows()")
+    ops = set(p.js("Array.from(document.querySelectorAll('#trows .row')).map(r => r.children[3].textContent)"))
+    info = p.js("(() => { const e = document.getElementById('nodeinfo'); return e.hidden ? '' : e.textContent; })()")
+    check("tree: clicking a node filters table and chart to it",
+          0 < vis < total and ops and ops <= {"linear", "silu", "__mul__"}
+          and p.js("driftscope.drawnPoints()") < drawn and "self.mlp(" in info, (vis, total, ops, info))
+    click(p, "document.getElementById('clearnode')")
+    check("tree: 'show all' clears the node filter", p.js("driftscope.visibleRows()") == total)
+    type_into(p, "#treesearch", "")
+
+
+def check_big(p, check, path):
+    """A generated 100k-entry report: the tree and table render only what is in view, and
+    search, open and click-to-filter still give the right rows."""
+    p.events.clear()
+    p.call("Page.navigate", url=Path(path).resolve().as_uri())
+    p.wait_event("Page.loadEventFired", timeout=120)
+    frame(p, 200)
+    errs = console_errors(p.events)
+    check("100k: page loads without console errors", not errs and p.js("driftscope.totalRows()") == 100000, errs)
+    nodes = p.js("driftscope.treeNodes()")
+    check("100k: tree holds every module (52,101 nodes) and renders few",
+          nodes == 52101 and 0 < p.js("driftscope.treeRendered()") < 100, nodes)
+    rows = p.js(TREE_ROWS)
+    first = [r for r in rows if "first" in r["cls"].split()]
+    check("100k: the first divergence's path is open and in view",
+          len(first) == 1 and first[0]["label"] == "m3: Dropout" and p.js(IN_VIEW + "(%d)" % first[0]["n"]), first)
+    # Scroll to the very end of the open tree: the last rows are rendered, still few.
+    p.js("(() => { const t = document.getElementById('tree'); t.scrollTop = t.scrollHeight; t.dispatchEvent(new Event('scroll')); })()")
+    frame(p)
+    last = max(p.js(TREE_ROWS), key=lambda r: r["top"])
+    check("100k: scrolling renders the end of the tree", last["label"] == "99: Block" and p.js("driftscope.treeRendered()") < 100, last)
+    type_into(p, "#treesearch", "blocks.73.layers.11.m2.GELU")
+    labels = [r["label"] for r in p.js(TREE_ROWS)]
+    check("100k: search finds one leaf among 50,000", labels == ["model", "73: Block", "11: Layer", "m2: GELU"],
+          (labels, p.js("document.getElementById('treeinfo').textContent")))
+    click(p, "Array.from(document.querySelectorAll('#treerows .tlabel')).find(e => e.textContent === '11: Layer')")
+    names = p.js("Array.from(document.querySelectorAll('#trows .row')).map(r => r.children[2].textContent)")
+    check("100k: clicking a layer shows its 50 tensors only",
+          p.js("driftscope.visibleRows()") == 50 and names and all(n.startswith("Module.blocks.73.layers.11.") for n in names),
+          (p.js("driftscope.visibleRows()"), names[:3]))
+    errs = console_errors(p.events)
+    check("100k: no console errors after interaction", not errs, errs)
+
+
 def console_errors(events):
     out = []
     for e in events:
@@ -139,6 +271,7 @@ def main():
     ap.add_argument("--report", required=True, help="index.html")
     ap.add_argument("--compare", required=True, help="driftscope compare --json of run 1")
     ap.add_argument("--screenshot", required=True)
+    ap.add_argument("--big-report", help="index.html of the generated 100k-entry dump")
     a = ap.parse_args()
 
     comp = json.load(open(a.compare))
@@ -221,6 +354,9 @@ def main():
         check("filtering changes the visible rows",
               0 < vis < total and names and all("silu" in s.lower() for s in names), f"{vis} of {total}")
 
+        type_into(p, "#filter", "")
+        check_tree(p, check)
+
         errs = console_errors(p.events)
         check("no console errors after interaction", not errs, errs)
 
@@ -228,6 +364,9 @@ def main():
         Path(a.screenshot).parent.mkdir(parents=True, exist_ok=True)
         Path(a.screenshot).write_bytes(base64.b64decode(shot["data"]))
         check("screenshot saved", Path(a.screenshot).stat().st_size > 1000)
+
+        if a.big_report:
+            check_big(p, check, a.big_report)
     except Exception as e:  # any protocol failure counts as a failed check
         check("browser session", False, repr(e))
     finally:

@@ -17,5 +17,7 @@ mkdir -p "$OUT"
 R=reference_dumps/h200/llama/msprobe
 "$BIN" report "$R/cpu_fp32" "$R/cuda_fp16_fault_silu_l1" -o "$OUT/report" >/dev/null
 "$BIN" compare "$R/cpu_fp32" "$R/cuda_fp16_fault_silu_l1" --json "$OUT/compare.json" >/dev/null
+python3 tests/browser/gen_big.py "$OUT/big" >/dev/null
+"$BIN" report "$OUT/big/ref" "$OUT/big/dev" -o "$OUT/big/report" >/dev/null
 python3 tests/browser/check.py --chromium chromium --report "$OUT/report/index.html" \
-    --compare "$OUT/compare.json" --screenshot "$OUT/report.png"
+    --compare "$OUT/compare.json" --screenshot "$OUT/report.png" --big-report "$OUT/big/report/index.html"

@@ -16,7 +16,7 @@
   const runs = D.runs;
 
   const st = {
-    metric: 'rel_l2_err', log: true, re: null, op: '', sel: null,
+    metric: 'rel_l2_err', log: true, re: null, op: '', sel: null, node: null,
     sortKey: 'order', sortDir: 1, x0: 0, x1: 1, hits: [], drag: null,
   };
 
@@ -49,9 +49,158 @@
   const points = runs.map((run) => run.points.map((i) => ({ i: i, x: run.pairs[i].order })));
 
   function passes(p) {
+    if (st.node !== null && !(p.node >= st.node && p.node < tend[st.node])) return false;
     if (st.op && p.op_type !== st.op) return false;
     if (st.re && !st.re.test(p.name)) return false;
     return true;
+  }
+
+
+  // ---- module tree -----------------------------------------------------------------------
+  // Nodes come in preorder, so a node's subtree is the id range [n, tend[n]); pairs carry
+  // their place's node id. Only the rows in view are in the DOM (100k nodes stay fast).
+  const T = D.tree || { nodes: [[-1, 'model', '']], sources: [] };
+  const TN = T.nodes.length;
+  const TROW = 20;
+  const tparent = new Int32Array(TN), tdepth = new Int32Array(TN), tend = new Int32Array(TN);
+  const tkids = new Uint8Array(TN);
+  for (let n = 0; n < TN; n++) {
+    const p = T.nodes[n][0];
+    tparent[n] = p;
+    tdepth[n] = p >= 0 ? tdepth[p] + 1 : 0;
+    if (p >= 0) tkids[p] = 1;
+  }
+  for (let n = TN - 1; n >= 0; n--) {
+    tend[n] = Math.max(tend[n], n + 1);
+    if (tparent[n] >= 0) tend[tparent[n]] = Math.max(tend[tparent[n]], tend[n]);
+  }
+  // Worst verdict (rank) and largest error ratio of each node's subtree, per run.
+  const VRANK = { identical: 1, ok: 2, changed: 3, drift: 3, error: 4, shape_mismatch: 4, diverged: 5 };
+  const VNAME = ['no data', 'identical', 'ok', 'drift', 'error', 'diverged'];
+  const VCOLOR = ['#e4e4e4', '#b9b9b9', '#2ca02c', '#ff9f1c', '#8e44ad', '#d62728'];
+  function vrank(p) {
+    if (p.status === 'error' || p.status === 'shape_mismatch') return VRANK[p.status];
+    return VRANK[p.verdict] || 0;
+  }
+  // Error over what the place inherited or rounding explains (as `compare` ranks places).
+  function ratio(p) {
+    // Statistics-only dumps: the relative difference of the recorded norms (a lower bound).
+    let e = num(p.rel_l2_err);
+    if (isNaN(e) && p.stats_diff) e = num(p.stats_diff.norm_rel_diff);
+    const d = Math.max(num(p.expected_err) || 0, num(p.inherited_err) || 0);
+    return e > 0 && d > 0 ? e / d : 0;
+  }
+  const tv = runs.map(() => new Uint8Array(TN));
+  const tr = runs.map(() => new Float64Array(TN));
+  runs.forEach((run, r) => run.pairs.forEach((p) => {
+    const v = vrank(p), x = ratio(p);
+    for (let n = p.node | 0; n >= 0; n = tparent[n]) {
+      if (tv[r][n] >= v && tr[r][n] >= x) break; // its ancestors already hold as much
+      if (v > tv[r][n]) tv[r][n] = v;
+      if (x > tr[r][n]) tr[r][n] = x;
+    }
+  }));
+  const texp = new Uint8Array(TN);
+  const tfirst = new Uint8Array(TN);
+  texp[0] = 1;
+  runs.forEach((run) => {
+    if (!run.first) return;
+    const p = run.pairs.find((q) => q.name === run.first.tensor) || run.pairs.find((q) => q.place === run.first.name);
+    if (!p) return;
+    tfirst[p.node] = 1;
+    for (let n = tparent[p.node]; n >= 0; n = tparent[n]) texp[n] = 1;
+  });
+  let tq = '', tkeep = null, thits = 0, tvis = [];
+  function tflatten() {
+    tvis = [];
+    let n = 0;
+    while (n < TN) {
+      if (tkeep && !tkeep[n]) { n = tend[n]; continue; }
+      tvis.push(n);
+      n = (tkeep || texp[n]) ? n + 1 : tend[n];
+    }
+    $('treespacer').style.height = (tvis.length * TROW) + 'px';
+    $('treeinfo').textContent = tkeep ? thits + ' match' + (thits === 1 ? '' : 'es') : TN + ' nodes';
+  }
+  function tsearch(q) {
+    tq = q.trim().toLowerCase();
+    if (!tq) { tkeep = null; thits = 0; } else {
+      tkeep = new Uint8Array(TN); thits = 0;
+      for (let n = 0; n < TN; n++) {
+        const node = T.nodes[n];
+        if (node[1].toLowerCase().includes(tq) || String(node[2]).toLowerCase().includes(tq)) {
+          thits++;
+          for (let m = n; m >= 0 && !tkeep[m]; m = tparent[m]) tkeep[m] = 1;
+        }
+      }
+    }
+    tflatten();
+    $('tree').scrollTop = 0;
+    trender();
+  }
+  function tratioText(x) { return x > 0 ? (x >= 100 ? x.toExponential(0) : x.toPrecision(2)) + '×' : ''; }
+  function trender() {
+    const box = $('tree');
+    const first = Math.max(0, Math.floor(box.scrollTop / TROW) - 5);
+    const last = Math.min(tvis.length, first + Math.ceil(box.clientHeight / TROW) + 10);
+    let h = '';
+    for (let k = first; k < last; k++) {
+      const n = tvis[k], node = T.nodes[n];
+      let cls = 'tnode';
+      if (st.node === n) cls += ' sel';
+      if (tfirst[n]) cls += ' first';
+      const hit = tkeep && tq && (node[1].toLowerCase().includes(tq) || String(node[2]).toLowerCase().includes(tq));
+      if (hit) cls += ' hit';
+      const open = tkeep || texp[n];
+      const tog = tkids[n] ? (open ? '▾' : '▸') : '';
+      let strips = '', tip = node[2] ? node[2] + '\n' : '', worst = 0;
+      runs.forEach((run, r) => {
+        const v = tv[r][n], x = tr[r][n];
+        worst = Math.max(worst, x);
+        const op = v <= 1 ? 1 : 0.45 + 0.55 * Math.min(1, Math.log10(1 + x) / 2);
+        strips += '<span class="strip" style="background:' + VCOLOR[v] + ';opacity:' + op.toFixed(2) + '"></span>';
+        tip += run.label + ': ' + VNAME[v] + (x > 0 ? ', error ratio ' + tratioText(x) : '') + '\n';
+      });
+      h += '<div class="' + cls + '" data-n="' + n + '" style="top:' + (k * TROW) + 'px;padding-left:' + (4 + 14 * tdepth[n]) + 'px" title="' + esc(tip.trim()) + '">' +
+        '<span class="tog">' + tog + '</span>' + strips + '<span class="tlabel">' + esc(node[1]) + '</span>' +
+        '<span class="tratio">' + tratioText(worst) + '</span>' + (tfirst[n] ? '<span class="tfirst">first divergence</span>' : '') + '</div>';
+    }
+    $('treerows').innerHTML = h;
+  }
+  function nodePath(n) {
+    const v = [];
+    for (; n > 0; n = tparent[n]) v.push(T.nodes[n][1]);
+    return v.reverse().join(' / ');
+  }
+  function selectNode(n) {
+    st.node = (n === null || n === st.node || n === 0) ? null : n;
+    const info = $('nodeinfo');
+    if (st.node === null) { info.hidden = true; } else {
+      info.hidden = false;
+      info.innerHTML = 'in ' + esc(nodePath(st.node)) + '<button type="button" id="clearnode">show all</button>';
+    }
+    trender();
+    refilter();
+  }
+  $('tree').addEventListener('scroll', trender);
+  $('treerows').addEventListener('click', (e) => {
+    const el = e.target.closest('.tnode');
+    if (!el) return;
+    const n = +el.dataset.n;
+    if (e.target.classList.contains('tog')) {
+      if (!tkids[n] || tkeep) return;
+      texp[n] ^= 1; tflatten(); trender();
+    } else {
+      selectNode(n);
+    }
+  });
+  $('nodeinfo').addEventListener('click', (e) => { if (e.target.id === 'clearnode') selectNode(null); });
+  $('treesearch').addEventListener('input', (e) => tsearch(e.target.value));
+  $('treesource').textContent = 'Structure from ' + (T.sources.length ? T.sources.join('; ') : 'the place names') +
+    (T.note ? ' (' + T.note + ')' : '') + '. Strips: worst verdict per run (red diverged, orange drift, purple unreadable, green ok, grey identical); number: largest error ratio (error / max(inherited, rounding)).';
+  function tscrollTo(n) {
+    const k = tvis.indexOf(n);
+    if (k >= 0) $('tree').scrollTop = Math.max(0, k * TROW - $('tree').clientHeight / 3);
   }
 
   let visible = [];
@@ -391,7 +540,7 @@
     catch (err) { st.re = null; $('filter').style.background = '#fdd'; }
     refilter();
   });
-  window.addEventListener('resize', () => { draw(); renderRows(); });
+  window.addEventListener('resize', () => { draw(); renderRows(); trender(); });
 
   // ---- summary ---------------------------------------------------------------------------
   $('summary').innerHTML = '<div class="muted">reference: ' + esc(D.reference || '') + ' · driftscope ' + esc(D.tool_version) + '</div>' +
@@ -402,6 +551,10 @@
 
   // Hooks for the browser test and for scripting the page.
   window.driftscope = {
+    treeNodes: () => TN,
+    treeVisible: () => tvis.length,
+    treeRendered: () => $('treerows').children.length,
+    treeNodeFilter: () => st.node,
     pointCount: (r) => points[r || 0].length,
     drawnPoints: () => +cv.dataset.points,
     visibleRows: () => visible.length,
@@ -410,5 +563,9 @@
     hit: (k) => { const h = st.hits[k || 0]; if (!h) return null; const b = cv.getBoundingClientRect(); return { x: b.left + h.px, y: b.top + h.py }; },
   };
   header();
+  tflatten();
+  const f0 = tfirst.indexOf(1);
+  if (f0 >= 0) tscrollTo(f0);
+  trender();
   refilter();
 })();
