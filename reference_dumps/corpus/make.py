@@ -891,6 +891,9 @@ def make_runs(only=None):
             shutil.rmtree(dest, ignore_errors=True)
             if layout == "msprobe":
                 shutil.copytree(os.path.join(out, "step0"), dest)
+                # msprobe names the folder proc<PID>; a fixed name keeps regenerated paths stable.
+                (proc,) = os.listdir(dest)
+                os.rename(os.path.join(dest, proc), os.path.join(dest, "proc0"))
                 for dirpath, _, files in os.walk(dest):
                     for name in files:
                         if name.endswith(".log") or name == "stack.json":
