@@ -5,9 +5,9 @@
 //! The reference implements the rules of src/metrics/mod.rs (docs/metrics.md):
 //! - NaN on both sides: `nonfinite_match`, excluded from the numeric metrics;
 //! - NaN on one side only: `nonfinite_mismatch` (first index recorded);
-//! - both at or beyond the smaller floating dtype's largest finite value with the same sign,
-//!   the reference holding a fill value (infinite, or at or beyond its own dtype's largest
-//!   finite value): `masked` (the same infinity on both sides: `nonfinite_match`); one side
+//! - the reference holding a fill value (infinite, or at or beyond its own dtype's largest
+//!   finite value, so beyond the smaller floating dtype's largest finite value) and the
+//!   candidate of the same sign at least half that value: `masked` (the same infinity on both sides: `nonfinite_match`); one side
 //!   only, opposite signs, or a real reference value: `nonfinite_mismatch`, of which a
 //!   candidate infinity against a finite reference is `overflow` and a real reference value
 //!   beyond the candidate's range against its clamped value is `saturated`;
@@ -181,7 +181,7 @@ fn reference(rt: DType, r: &[f64], dt: DType, d: &[f64]) -> Ref {
         if oa || ob {
             let fill = a.is_infinite() || a.abs() >= fmax(rt);
             let same_sign = a.signum() == b.signum();
-            if oa && ob && same_sign && fill {
+            if oa && b.abs() >= lim / 2.0 && same_sign && fill {
                 if a.is_infinite() && b.is_infinite() {
                     o.nf_match += 1;
                 } else {

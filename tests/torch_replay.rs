@@ -512,7 +512,6 @@ fn every_ops_zoo_call_replays_through_libtorch() {
         [
             "aten::addmm",
             "aten::avg_pool2d",
-            "aten::batch_norm",
             "aten::clamp",
             "aten::cumsum",
             "aten::erf",

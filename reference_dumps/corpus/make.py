@@ -1010,7 +1010,8 @@ def measure():
              "expected_kind", "split", "fault", "evidence"]
     cases = [{k: c[k] for k in order} for c in cases]
     with open(os.path.join(HERE, "cases.json"), "w") as fh:
-        json.dump({"cases": cases}, fh, indent=1)
+        # Strict JSON: an infinite own error (NaN/Inf in the output) is written as a string.
+        json.dump({"cases": finite_json(cases)}, fh, indent=1, allow_nan=False)
         fh.write("\n")
     return cases
 
@@ -1057,6 +1058,17 @@ def write_table(cases):
     with open(path, "w") as fh:
         fh.write(text[: a + len("<!-- cases -->")] + "\n" + "\n".join(rows) + "\n" + text[b:])
 
+
+
+def finite_json(v):
+    """`v` with every non-finite float replaced by its name ("inf", "-inf", "nan")."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return repr(v)
+    if isinstance(v, dict):
+        return {k: finite_json(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [finite_json(x) for x in v]
+    return v
 
 def main():
     ap = argparse.ArgumentParser()

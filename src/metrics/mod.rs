@@ -182,7 +182,10 @@ impl Accum {
                 // A real reference value the candidate's dtype cannot hold is not a mask: the
                 // candidate overflowed (inf) or saturated (its largest finite value).
                 let fill = a.is_infinite() || a.abs() >= ctx.fill_limit;
-                if ab && bb && (a > 0.0) == (b > 0.0) && fill {
+                // The candidate's own fill plus a finite offset (a logit added to fp16's -65504
+                // rounds to -65472) is still a mask: at least half the common range, same sign.
+                let masked_b = b.abs() >= lim / 2.0;
+                if ab && masked_b && (a > 0.0) == (b > 0.0) && fill {
                     if a.is_infinite() && b.is_infinite() {
                         self.nonfinite_match += 1;
                     } else {

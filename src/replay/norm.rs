@@ -1,4 +1,5 @@
-//! Reductions and normalisations: mean/sum, softmax, log_softmax, layer_norm, rms_norm.
+//! Reductions and normalisations: mean/sum, softmax, log_softmax, layer_norm, rms_norm,
+//! batch_norm.
 
 use super::args::norm_dim;
 use super::elementwise::binary;
@@ -170,8 +171,90 @@ pub fn dispatch(op: &str, call: &Call) -> Option<R<ArrayD<f64>>> {
             };
             normalize_last(&xt.data, shape.len(), eps, true, w, None)
         })(),
+        "batch_norm" => (|| {
+            // F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+            call.only_kwargs(&[
+                "running_mean",
+                "running_var",
+                "weight",
+                "bias",
+                "training",
+                "momentum",
+                "eps",
+            ])?;
+            call.at_most_args(8)?;
+            let x = &call.tensor(0, "input")?.data;
+            let training = call.opt_bool(5, "training")?.unwrap_or(false);
+            let stats = if training {
+                None
+            } else {
+                let m = call.opt_tensor(1, "running_mean")?;
+                let v = call.opt_tensor(2, "running_var")?;
+                Some((
+                    &m.ok_or("batch_norm in eval mode without running_mean")?
+                        .data,
+                    &v.ok_or("batch_norm in eval mode without running_var")?.data,
+                ))
+            };
+            let w = call.opt_tensor(3, "weight")?.map(|t| &t.data);
+            let b = call.opt_tensor(4, "bias")?.map(|t| &t.data);
+            let eps = call.opt_f64(7, "eps")?.unwrap_or(1e-5);
+            batch_norm(x, stats, w, b, eps)
+        })(),
         _ => return None,
     })
+}
+
+/// Batch normalisation over dimension 1 (channels): with the running statistics `stats`
+/// (eval mode), else with the batch's own mean and biased variance (training mode).
+pub fn batch_norm(
+    x: &ArrayD<f64>,
+    stats: Option<(&ArrayD<f64>, &ArrayD<f64>)>,
+    w: Option<&ArrayD<f64>>,
+    b: Option<&ArrayD<f64>>,
+    eps: f64,
+) -> R<ArrayD<f64>> {
+    if x.ndim() < 2 {
+        return Err(format!("batch_norm of a {}-d input", x.ndim()));
+    }
+    let c = x.shape()[1];
+    let per_channel = |t: Option<&ArrayD<f64>>, what: &str| -> R<Option<Vec<f64>>> {
+        match t {
+            None => Ok(None),
+            Some(t) if t.len() == c => Ok(Some(t.iter().copied().collect())),
+            Some(t) => Err(format!(
+                "batch_norm {what} of {} values for {c} channels",
+                t.len()
+            )),
+        }
+    };
+    let (w, b) = (per_channel(w, "weight")?, per_channel(b, "bias")?);
+    let stats = match stats {
+        Some((m, v)) => Some((
+            per_channel(Some(m), "running_mean")?.unwrap_or_default(),
+            per_channel(Some(v), "running_var")?.unwrap_or_default(),
+        )),
+        None => None,
+    };
+    let mut y = x.clone();
+    for k in 0..c {
+        let mut lane = y.index_axis_mut(Axis(1), k);
+        let (mean, var) = match &stats {
+            Some((m, v)) => (m[k], v[k]),
+            None => {
+                let n = lane.len().max(1) as f64;
+                let mean = lane.sum() / n;
+                (
+                    mean,
+                    lane.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n,
+                )
+            }
+        };
+        let scale = w.as_ref().map_or(1.0, |w| w[k]) / (var + eps).sqrt();
+        let shift = b.as_ref().map_or(0.0, |b| b[k]);
+        lane.mapv_inplace(|v| (v - mean) * scale + shift);
+    }
+    Ok(y)
 }
 
 #[cfg(test)]
@@ -201,6 +284,21 @@ mod tests {
         assert!((y[[0, 0]] + 1.5 / 1.25f64.sqrt()).abs() < 1e-15);
         let r = normalize_last(&x, 1, 0.0, true, None, None).unwrap();
         assert!((r[[0, 3]] - 4.0 / 7.5f64.sqrt()).abs() < 1e-15);
+    }
+
+    #[test]
+    fn batch_norm_eval_and_training() {
+        let x = arr(&[2, 2, 1], vec![1.0, 10.0, 3.0, 30.0]);
+        let (m, v) = (arr(&[2], vec![2.0, 20.0]), arr(&[2], vec![1.0, 100.0]));
+        let w = arr(&[2], vec![2.0, 1.0]);
+        let y = batch_norm(&x, Some((&m, &v)), Some(&w), None, 0.0).unwrap();
+        assert_eq!(
+            y.iter().copied().collect::<Vec<_>>(),
+            vec![-2.0, -1.0, 2.0, 1.0]
+        );
+        // Training mode: the batch's mean (2, 20) and biased variance (1, 100), the same here.
+        let t = batch_norm(&x, None, Some(&w), None, 0.0).unwrap();
+        assert_eq!(t, y);
     }
 
     #[test]

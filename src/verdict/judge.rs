@@ -238,6 +238,35 @@ pub fn introduced_output(
     })
 }
 
+/// Additions and subtractions (msprobe and ATen spellings).
+const ADDITIVE_OPS: &[&str] = &[
+    "add", "sub", "rsub", "__add__", "__radd__", "__iadd__", "__sub__", "__rsub__", "__isub__",
+];
+
+/// Condition number of a place for output `out`: how much it may legitimately amplify the
+/// relative error of its inputs. An addition or subtraction with cancellation amplifies it by
+/// (Σ |inputs|) / |output|, measured here with the reference's RMS values; every other op
+/// counts as well-conditioned (1), its allowance being the amplification factor itself.
+pub fn condition(pairs: &[&PairReport], out: &PairReport) -> f64 {
+    let op = out.op_type.as_deref().unwrap_or("").to_ascii_lowercase();
+    if !ADDITIVE_OPS.contains(&op.as_str()) {
+        return 1.0;
+    }
+    let rms = |p: &PairReport| {
+        let m = p.metrics.as_ref()?;
+        (m.compared > 0).then(|| m.ref_stats.norm / (m.compared as f64).sqrt())
+    };
+    let sum: f64 = pairs
+        .iter()
+        .filter(|p| p.role.is_input() && is_float_pair(p))
+        .filter_map(|p| rms(p))
+        .sum();
+    match rms(out) {
+        Some(r) if r > 0.0 => (sum / r).max(1.0),
+        _ => 1.0,
+    }
+}
+
 /// State carried along execution order while judging places.
 #[derive(Default)]
 pub struct Judge {
@@ -414,7 +443,7 @@ impl Judge {
                 Verdict::Drift
             } else if let Some(e) = err.filter(|_| is_float_pair(p)) {
                 let noise = self.noise(p, u);
-                let allowed = noise.max(o.amplification * inherited);
+                let allowed = noise.max(o.amplification * condition(pairs, p) * inherited);
                 // The normal-range rounding of the pair, without the subnormal term.
                 let u_normal = match (p.dtype_ref, p.dtype_dev) {
                     (Some(a), Some(b)) => {
