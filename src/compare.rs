@@ -181,6 +181,17 @@ impl Comparison {
                 p.name_dev = Some(dev.to_string());
             }
         }
+        // Device tensors `--layer-mapping` left unpaired get their own names back.
+        let own: std::collections::HashMap<&str, &str> = m
+            .unpaired
+            .iter()
+            .map(|(now, own)| (now.as_str(), own.as_str()))
+            .collect();
+        for n in &mut self.unmatched_candidate {
+            if let Some(o) = own.get(n.as_str()) {
+                *n = o.to_string();
+            }
+        }
     }
 }
 

@@ -104,7 +104,10 @@ fn remap(a: &DumpArgs, r: &Dump, d: &mut Dump) -> anyhow::Result<Remap> {
             None => Default::default(),
         },
     };
-    let m = driftscope::align::remap(&r.entries, &mut d.entries, &o);
+    let m = driftscope::align::remap_dumps(r, d, &o);
+    for w in &m.warnings {
+        eprintln!("driftscope: warning: {w}");
+    }
     eprintln!(
         "driftscope: {} paired by mapping files, {} by --fuzzy ({})",
         m.mapped.len(),
@@ -450,6 +453,9 @@ fn nightly_compare(
     cfg: &Config,
 ) -> anyhow::Result<Result<(Comparison, NoiseOptions), ExitCode>> {
     let (r, d, remapped) = open_both(a)?;
+    if !remapped.warnings.is_empty() {
+        anyhow::bail!("mapping files: {}", remapped.warnings.join("; "));
+    }
     let mut opts = compare_options(a, &r)?;
     opts.noise = cfg.noise_options(a.read.fp32_matmul);
     let bar = driftscope::progress::bar(r.entries.len() as u64, "comparing");

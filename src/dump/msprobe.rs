@@ -523,7 +523,14 @@ impl Walk<'_> {
     }
 
     fn tensor(&mut self, o: &serde_json::Map<String, Value>, index: String) -> Result<()> {
-        let fallback = format!("{}.{}.{}", self.place, self.role, index);
+        // Named as msprobe's compare names it: keyword arguments are inputs
+        // (`...forward.input.attn_mask`); the role stays `kwargs`.
+        let io = if self.role == "kwargs" {
+            "input"
+        } else {
+            self.role
+        };
+        let fallback = format!("{}.{io}.{index}", self.place);
         let bad = |m: String| {
             DumpError::new(self.json_path, ErrorKind::Json(m)).with_entry(fallback.clone())
         };
