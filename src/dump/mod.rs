@@ -65,6 +65,13 @@ pub struct RecordedStats {
     pub norm: Option<f64>,
 }
 
+impl RecordedStats {
+    /// True when at least one statistic was recorded.
+    pub fn any(&self) -> bool {
+        self.max.is_some() || self.min.is_some() || self.mean.is_some() || self.norm.is_some()
+    }
+}
+
 /// Where an entry's elements are.
 #[derive(Clone, Debug)]
 pub enum Source {
@@ -240,20 +247,23 @@ pub fn detect(path: &Path) -> Result<Format> {
     if path.is_file() {
         return match name {
             "driftscope.json" => Ok(Format::Native),
-            "dump.json" => Ok(Format::Msprobe),
+            "dump.json" | "debug.json" => Ok(Format::Msprobe),
             n if n.ends_with(".safetensors") => Ok(Format::Safetensors),
             n if n.ends_with(".npy") || n.ends_with(".npz") => Ok(Format::Npy),
             _ if cann::is_cann_file(path) => Ok(Format::Cann),
             _ => Err(DumpError::new(
                 path,
-                ErrorKind::Layout("expected a dump folder, dump.json, driftscope.json, .safetensors, .npy or .npz".into()),
+                ErrorKind::Layout("expected a dump folder, dump.json, debug.json, driftscope.json, .safetensors, .npy or .npz".into()),
             )),
         };
     }
     if path.join("driftscope.json").is_file() {
         return Ok(Format::Native);
     }
-    if path.join("dump.json").is_file() || !msprobe::find_dump_jsons(path, 4).is_empty() {
+    if path.join("dump.json").is_file()
+        || path.join("debug.json").is_file()
+        || !msprobe::find_dump_jsons(path, 4).is_empty()
+    {
         return Ok(Format::Msprobe);
     }
     let mut st = 0;
