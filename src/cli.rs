@@ -75,7 +75,8 @@ pub struct DumpArgs {
     pub noise: Option<PathBuf>,
     /// The candidate's tensors are stored in this NPU layout (nc1hwc0, ndc1hwc0, fractal-z,
     /// fractal-nz, or an aclFormat code), optionally only those whose name matches REGEX;
-    /// they are converted to ND/NCHW before comparison (docs/ascend.md).
+    /// or per tensor, `REGEX=FORMAT;REGEX=FORMAT` or `@FILE` of such lines (first match wins).
+    /// They are converted to ND/NCHW before comparison (docs/ascend.md).
     #[arg(long, value_name = "FORMAT[:REGEX]", value_parser = LayoutOverride::parse)]
     pub layout: Option<LayoutOverride>,
     /// msprobe data mapping (YAML or JSON): candidate (NPU) name -> reference (bench) name,

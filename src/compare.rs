@@ -277,7 +277,10 @@ pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind)
         }
         return p;
     }
-    let loaded = r.load(re).and_then(|a| d.load(de).map(|b| (a, b)));
+    // The reference's shape is the logical shape of a candidate `.npy` in an NPU layout.
+    let loaded = r
+        .load(re)
+        .and_then(|a| d.load_as(de, Some(&a.shape)).map(|b| (a, b)));
     match loaded {
         Err(e) => {
             p.status = Status::Error;

@@ -182,36 +182,49 @@ impl Dump {
 
     /// Loads an entry's tensor (memory-mapped where possible). Errors name the entry.
     pub fn load(&self, entry: &Entry) -> Result<Tensor> {
+        self.load_as(entry, None)
+    }
+
+    /// [`Dump::load`], with the logical shape of the tensor's counterpart: an `.npy` that
+    /// records no shape of its own (a plain folder) and that `--layout` says is stored in a
+    /// private layout is converted to it. An array already of that shape is read as it is.
+    pub fn load_as(&self, entry: &Entry, counterpart: Option<&[usize]>) -> Result<Tensor> {
         let force = self
             .options
             .layout
             .as_ref()
             .and_then(|l| l.for_tensor(&entry.name));
-        let t =
-            match &entry.source {
-                Source::Pt(p) => pt::read_single_with(p, force).map(|t| t.tensor),
-                Source::Npy(p) => npy::read_npy(p, self.options.npy_dtype.or(entry.dtype))
-                    .and_then(|t| match (force, &entry.shape) {
+        let t = match &entry.source {
+            Source::Pt(p) => pt::read_single_with(p, force).map(|t| t.tensor),
+            Source::Npy(p) => {
+                npy::read_npy(p, self.options.npy_dtype.or(entry.dtype)).and_then(|t| {
+                    let logical = entry
+                        .shape
+                        .as_deref()
+                        .or_else(|| counterpart.filter(|c| *c != t.shape.as_slice()));
+                    match (force, logical) {
                         (Some(f), Some(shape)) if f.fits_rank(shape.len()) => {
                             ascend_layout::unpack(f, t.dtype, shape, &t.data)
                                 .map(|data| Tensor {
                                     dtype: t.dtype,
-                                    shape: shape.clone(),
+                                    shape: shape.to_vec(),
                                     data: Bytes::Owned(data),
                                 })
                                 .map_err(|m| DumpError::new(p, ErrorKind::Header(m)))
                         }
                         _ => Ok(t),
-                    }),
-                Source::Raw(p) => native::read_raw(p, entry),
-                Source::Mapped(t) => Ok(t.clone()),
-                Source::Cann(c) => cann::load(c, entry),
-                Source::Absent(why) => Err(DumpError::new(
-                    &self.root,
-                    ErrorKind::Unsupported(format!("tensor not saved: {why}")),
-                )),
+                    }
+                })
             }
-            .map_err(|e| e.with_entry(&entry.name))?;
+            Source::Raw(p) => native::read_raw(p, entry),
+            Source::Mapped(t) => Ok(t.clone()),
+            Source::Cann(c) => cann::load(c, entry),
+            Source::Absent(why) => Err(DumpError::new(
+                &self.root,
+                ErrorKind::Unsupported(format!("tensor not saved: {why}")),
+            )),
+        }
+        .map_err(|e| e.with_entry(&entry.name))?;
         if let Some(shape) = &entry.shape {
             if checked_numel(shape) != Some(t.numel()) {
                 return Err(DumpError::new(
