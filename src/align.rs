@@ -563,6 +563,10 @@ pub fn read_layer_mapping(
         }
         out.insert(class.clone(), inner);
     }
+    // msprobe's legacy top key `Cell` is `TopLayer` (its `update_keys_in_place`).
+    if let Some(c) = out.remove("Cell") {
+        out.insert("TopLayer".into(), c);
+    }
     Ok(out)
 }
 

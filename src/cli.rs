@@ -79,6 +79,14 @@ pub struct DumpArgs {
     /// They are converted to ND/NCHW before comparison (docs/ascend.md).
     #[arg(long, value_name = "FORMAT[:REGEX]", value_parser = LayoutOverride::parse)]
     pub layout: Option<LayoutOverride>,
+    /// msprobe's mapping options.
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+}
+
+/// msprobe's mapping options: how device names that differ pair with reference names.
+#[derive(Args, Debug, Clone, Default)]
+pub struct MappingArgs {
     /// msprobe data mapping (YAML or JSON): candidate (NPU) name -> reference (bench) name,
     /// for tensors or whole places.
     #[arg(long, value_name = "FILE")]
@@ -248,6 +256,9 @@ pub struct ReportArgs {
     /// How to read and compare the dumps.
     #[command(flatten)]
     pub read: ReadArgs,
+    /// msprobe's mapping options, applied to every DEV and the baseline.
+    #[command(flatten)]
+    pub mapping: MappingArgs,
 }
 
 /// `driftscope plot`.

@@ -187,3 +187,26 @@ fn keyword_arguments_are_inputs_as_msprobe_names_them() {
     assert_eq!(p["role"], "kwargs");
     assert_eq!(p["matched_by"], "mapped");
 }
+
+#[test]
+fn report_takes_the_mapping_options() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("report");
+    let o = Command::new(bin())
+        .arg("report")
+        .arg(data().join("bench"))
+        .arg(data().join("npu"))
+        .arg("--layer-mapping")
+        .arg(data().join("layer_mapping.yaml"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("paired by mapping files"), "{stderr}");
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    // The mapped pair is in the report under the bench name, with the device's own name.
+    assert!(html.contains("Torch.sin.0.forward.output.0"));
+    assert!(html.contains("Mint.sin.0.forward.output.0"));
+}
