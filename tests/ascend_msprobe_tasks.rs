@@ -92,3 +92,47 @@ fn debug_json_is_found_without_format() {
         assert_eq!(v["pairs"][0]["role"], "debug");
     }
 }
+
+#[test]
+fn report_plots_every_place_of_a_statistics_dump() {
+    let t = tempfile::tempdir().unwrap();
+    let places = 40;
+    for (side, k) in [("ref", 0.0), ("dev", 1e-3)] {
+        let data: serde_json::Map<String, serde_json::Value> = (0..places)
+            .map(|i| {
+                let mut s = stats(1.0 + i as f64 * k);
+                s["Norm"] = (2.0 + i as f64 * k).into();
+                (
+                    format!("Functional.relu.{i}.forward"),
+                    serde_json::json!({"input_args": [], "input_kwargs": {}, "output": [s]}),
+                )
+            })
+            .collect();
+        write(
+            &t.path().join(side),
+            "dump.json",
+            serde_json::json!({"task": "statistics", "level": "L1", "framework": "pytorch",
+                "dump_data_dir": null, "data": data}),
+        );
+    }
+    let out = t.path().join("report");
+    let o = Command::new(bin())
+        .arg("report")
+        .arg(t.path().join("ref"))
+        .arg(t.path().join("dev"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.code().is_some_and(|c| c < 2), "{o:?}");
+    let svg = std::fs::read_to_string(out.join("drift.svg")).unwrap();
+    // The longest line drawn has a vertex per place.
+    let longest = svg
+        .split("<polyline")
+        .skip(1)
+        .filter_map(|l| l.split("points=\"").nth(1)?.split('"').next())
+        .map(|p| p.split_whitespace().count())
+        .max()
+        .unwrap_or(0);
+    assert!(longest >= places, "{longest} vertices");
+}
