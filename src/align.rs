@@ -1,6 +1,8 @@
 //! Pairing the entries of two dumps: exact names first, then msprobe-aware names. O(n) with
 //! hash maps, so 100k+ entries pair in milliseconds.
 
+pub mod layer;
+
 use crate::dump::{Dump, Entry, Role};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -42,14 +44,16 @@ pub struct Alignment {
     pub unmatched_candidate: Vec<usize>,
 }
 
-/// Name normalisation for the second matching round.
+/// Name normalisation for the second matching round. Keyword arguments are inputs, as in
+/// msprobe's compare (`...kwargs.attn_mask`, a tensor file's name, is `...input.attn_mask`).
 pub fn normalize(name: &str) -> String {
     let n = name
         .strip_prefix("Cell.")
         .map(|r| format!("Module.{r}"))
         .unwrap_or_else(|| name.to_string());
     n.replace(".input_args.", ".input.")
-        .replace(".input_kwargs.", ".kwargs.")
+        .replace(".input_kwargs.", ".input.")
+        .replace(".kwargs.", ".input.")
         .replace("Mint.", "Torch.")
         .replace("MintFunctional.", "Functional.")
 }
@@ -133,6 +137,11 @@ pub struct Remap {
     /// Reference tensors covered by a fused candidate op (`--fusion-map`) and left unpaired:
     /// they are "fused", not "unmatched".
     pub fused: Vec<String>,
+    /// `(name now, own name)` of device tensors that `--layer-mapping` leaves unpaired although
+    /// the reference has a tensor of their name (msprobe pairs that one elsewhere, or nowhere).
+    pub unpaired: Vec<(String, String)>,
+    /// Mapping files or keys that paired nothing, with counts (`check` treats them as errors).
+    pub warnings: Vec<String>,
 }
 
 /// A place without its call counter: `Functional.linear.3.forward` -> `Functional.linear.forward`,
@@ -205,43 +214,170 @@ fn layer_mapped(
 /// candidate entry that no reference entry matches by name (or normalised name) and that a
 /// mapping (or fuzzy match) pairs with a still-unmatched reference entry is renamed to that
 /// reference name, so that the comparison pairs them. O(n log n): hash maps and, for `--fuzzy`,
-/// one group per API name without counters, zipped in execution order.
+/// one group per API name without counters, zipped in execution order. `--layer-mapping` here
+/// renames module paths only; [`remap_dumps`] does msprobe's full layer mapping.
 pub fn remap(reference: &[Entry], candidate: &mut [Entry], opts: &MappingOptions) -> Remap {
+    remap_with(reference, candidate, opts, None)
+}
+
+/// [`remap`] for two opened dumps. When both folders hold `construct.json` and `stack.json`,
+/// `--layer-mapping` pairs places as msprobe's compare does ([`layer`]) and decides every
+/// device place it scopes, even one whose name matches a reference place: msprobe's answer.
+pub fn remap_dumps(reference: &Dump, candidate: &mut Dump, opts: &MappingOptions) -> Remap {
+    let scope = if opts.layer_mapping.is_empty() {
+        None
+    } else {
+        match (
+            layer::ScopeInfo::read(&reference.root),
+            layer::ScopeInfo::read(&candidate.root),
+        ) {
+            (Some(r), Some(c)) => Some((r, c)),
+            (r, _) => {
+                let missing = if r.is_none() {
+                    &reference.root
+                } else {
+                    &candidate.root
+                };
+                let mut m = remap_with(&reference.entries, &mut candidate.entries, opts, None);
+                m.warnings.insert(
+                    0,
+                    format!(
+                        "--layer-mapping: no construct.json and stack.json in {}: only module \
+                         paths are renamed (msprobe maps nothing without them)",
+                        missing.display()
+                    ),
+                );
+                return m;
+            }
+        }
+    };
+    remap_with(
+        &reference.entries,
+        &mut candidate.entries,
+        opts,
+        scope.as_ref().map(|(r, c)| (r, c)),
+    )
+}
+
+/// Distinct places in first-seen order.
+fn places_of(entries: &[Entry]) -> Vec<&str> {
+    let mut seen = std::collections::HashSet::new();
+    entries
+        .iter()
+        .map(|e| e.place.as_str())
+        .filter(|p| seen.insert(*p))
+        .collect()
+}
+
+/// Marks a device name that `--layer-mapping` leaves unpaired although the reference has the
+/// same name (restored in reports by [`crate::compare::Comparison::mark_remapped`]).
+const UNPAIRED: &str = " (left unpaired by --layer-mapping)";
+
+fn remap_with(
+    reference: &[Entry],
+    candidate: &mut [Entry],
+    opts: &MappingOptions,
+    scope: Option<(&layer::ScopeInfo, &layer::ScopeInfo)>,
+) -> Remap {
     let mut out = Remap::default();
+    // Reference names by normalised name (first one wins, as in pairing).
+    let mut ref_norm: HashMap<String, String> = HashMap::new();
+    for e in reference {
+        ref_norm
+            .entry(normalize(&e.name))
+            .or_insert_with(|| e.name.clone());
+    }
+    // msprobe's layer mapping decides every device place it scopes.
+    let mut decided = std::collections::HashSet::new();
+    let mut by_layer = 0;
+    if let Some((ri, ci)) = scope {
+        let rules = layer::LayerRules::new(&opts.layer_mapping);
+        let (places, used) =
+            layer::place_mapping(&places_of(candidate), ci, &places_of(reference), ri, &rules);
+        let mut claimed = std::collections::HashSet::new();
+        let mut unpaired = Vec::new();
+        for (i, e) in candidate.iter_mut().enumerate() {
+            let Some(bench) = places.get(&e.place) else {
+                continue;
+            };
+            decided.insert(i);
+            let t = bench
+                .as_ref()
+                .and_then(|b| layer::tensor_target(&e.name, &e.place, b, &ref_norm))
+                .filter(|t| claimed.insert(t.clone()));
+            match t {
+                Some(t) => {
+                    by_layer += 1;
+                    if t != e.name {
+                        out.mapped.push((e.name.clone(), t.clone()));
+                        e.name = t;
+                    }
+                }
+                None => unpaired.push(i),
+            }
+        }
+        for i in unpaired {
+            let e = &mut candidate[i];
+            if ref_norm.contains_key(&normalize(&e.name)) {
+                let marked = format!("{}{UNPAIRED}", e.name);
+                out.unpaired.push((marked.clone(), e.name.clone()));
+                e.name = marked;
+            }
+        }
+        let unused = layer::unused_rules(&rules, &used);
+        if !unused.is_empty() {
+            out.warnings.push(format!(
+                "--layer-mapping: {} of {} rules matched no device place: {}",
+                unused.len(),
+                rules.len(),
+                unused.join(", ")
+            ));
+        }
+    }
     let cand_names: std::collections::HashSet<String> =
         candidate.iter().map(|e| e.name.clone()).collect();
     let cand_norm: std::collections::HashSet<String> =
         candidate.iter().map(|e| normalize(&e.name)).collect();
-    // Reference entries nobody pairs yet, by name.
+    // Reference entries nobody pairs yet, by name and by normalised name.
     let mut free: HashMap<&str, usize> = HashMap::new();
     for (i, e) in reference.iter().enumerate() {
         if !cand_names.contains(&e.name) && !cand_norm.contains(&normalize(&e.name)) {
             free.entry(e.name.as_str()).or_insert(i);
         }
     }
+    let free_norm: HashMap<String, String> =
+        free.keys().map(|n| (normalize(n), n.to_string())).collect();
     let ref_names: std::collections::HashSet<&str> =
         reference.iter().map(|e| e.name.as_str()).collect();
-    let ref_norm: std::collections::HashSet<String> =
-        reference.iter().map(|e| normalize(&e.name)).collect();
     let open: Vec<usize> = (0..candidate.len())
         .filter(|&i| {
             let n = &candidate[i].name;
-            !ref_names.contains(n.as_str()) && !ref_norm.contains(&normalize(n))
+            !decided.contains(&i)
+                && !ref_names.contains(n.as_str())
+                && !ref_norm.contains_key(&normalize(n))
         })
         .collect();
     let mut classes = HashMap::new();
-    for e in candidate.iter() {
-        if let Some(r) = e
-            .place
-            .strip_prefix("Module.")
-            .or_else(|| e.place.strip_prefix("Cell."))
-        {
-            let p: Vec<&str> = r.split('.').collect();
-            if p.len() >= 4 {
-                classes.insert(p[..p.len() - 3].join("."), p[p.len() - 3].to_string());
+    if scope.is_none() {
+        for e in candidate.iter() {
+            if let Some(r) = e
+                .place
+                .strip_prefix("Module.")
+                .or_else(|| e.place.strip_prefix("Cell."))
+            {
+                let p: Vec<&str> = r.split('.').collect();
+                if p.len() >= 4 {
+                    classes.insert(p[..p.len() - 3].join("."), p[p.len() - 3].to_string());
+                }
             }
         }
     }
+    // msprobe's data mapping keys name tensors as its compare does (`input.attn_mask`).
+    let data_norm: HashMap<String, &String> = opts
+        .data_mapping
+        .iter()
+        .map(|(k, v)| (normalize(k), v))
+        .collect();
     // A fused op: its inputs meet the first covered place's inputs, its outputs the last's.
     let mut covered: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for i in &open {
@@ -250,6 +386,7 @@ pub fn remap(reference: &[Entry], candidate: &mut [Entry], opts: &MappingOptions
             covered.extend(places.iter().map(String::as_str));
         }
     }
+    let mut by_data = 0;
     let mut left = Vec::new();
     for i in open {
         let e = &candidate[i];
@@ -261,24 +398,71 @@ pub fn remap(reference: &[Entry], candidate: &mut [Entry], opts: &MappingOptions
             }?;
             Some(format!("{boundary}{}", &e.name[e.place.len()..]))
         });
-        let target = fused_target.or_else(|| {
-            opts.data_mapping
-                .get(&e.name)
-                .cloned()
+        let data_target = || {
+            data_norm
+                .get(&normalize(&e.name))
+                .map(|s| s.to_string())
                 .or_else(|| {
-                    let m = opts.data_mapping.get(&e.place)?;
+                    let m = data_norm.get(&normalize(&e.place))?;
                     Some(format!("{m}{}", &e.name[e.place.len()..]))
                 })
-                .or_else(|| layer_mapped(e, &classes, opts))
+        };
+        let (target, source) = match fused_target {
+            Some(t) => (Some(t), 0),
+            None => match data_target() {
+                Some(t) => (Some(t), 1),
+                None if scope.is_none() => (layer_mapped(e, &classes, opts), 2),
+                None => (None, 0),
+            },
+        };
+        let target = target.and_then(|t| {
+            if free.contains_key(t.as_str()) {
+                Some(t)
+            } else {
+                free_norm.get(&normalize(&t)).cloned()
+            }
         });
         match target.filter(|t| free.contains_key(t.as_str())) {
             Some(t) => {
                 free.remove(t.as_str());
+                match source {
+                    1 => by_data += 1,
+                    2 => by_layer += 1,
+                    _ => {}
+                }
                 out.mapped.push((e.name.clone(), t.clone()));
                 candidate[i].name = t;
             }
             None => left.push(i),
         }
+    }
+    if !opts.data_mapping.is_empty() {
+        let names: std::collections::HashSet<String> = candidate
+            .iter()
+            .flat_map(|e| [normalize(&e.name), normalize(&e.place)])
+            .chain(out.mapped.iter().map(|(d, _)| normalize(d)))
+            .collect();
+        let mut unused: Vec<&String> = opts
+            .data_mapping
+            .keys()
+            .filter(|k| !names.contains(&normalize(k)))
+            .collect();
+        unused.sort();
+        if !unused.is_empty() {
+            out.warnings.push(format!(
+                "--data-mapping: {} of {} keys match no device tensor or place (first: {})",
+                unused.len(),
+                opts.data_mapping.len(),
+                unused[0]
+            ));
+        }
+        if by_data == 0 {
+            out.warnings
+                .push("--data-mapping pairs no tensor that names did not pair already".into());
+        }
+    }
+    if !opts.layer_mapping.is_empty() && by_layer == 0 {
+        out.warnings.push("--layer-mapping pairs no tensor".into());
     }
     if !covered.is_empty() {
         for e in reference {
@@ -378,6 +562,10 @@ pub fn read_layer_mapping(
             inner.insert(k.clone(), v.as_str().ok_or_else(bad)?.to_string());
         }
         out.insert(class.clone(), inner);
+    }
+    // msprobe's legacy top key `Cell` is `TopLayer` (its `update_keys_in_place`).
+    if let Some(c) = out.remove("Cell") {
+        out.insert("TopLayer".into(), c);
     }
     Ok(out)
 }

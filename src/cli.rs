@@ -77,9 +77,18 @@ pub struct DumpArgs {
     pub noise: Option<PathBuf>,
     /// The candidate's tensors are stored in this NPU layout (nc1hwc0, ndc1hwc0, fractal-z,
     /// fractal-nz, or an aclFormat code), optionally only those whose name matches REGEX;
-    /// they are converted to ND/NCHW before comparison (docs/ascend.md).
+    /// or per tensor, `REGEX=FORMAT;REGEX=FORMAT` or `@FILE` of such lines (first match wins).
+    /// They are converted to ND/NCHW before comparison (docs/ascend.md).
     #[arg(long, value_name = "FORMAT[:REGEX]", value_parser = LayoutOverride::parse)]
     pub layout: Option<LayoutOverride>,
+    /// msprobe's mapping options.
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+}
+
+/// msprobe's mapping options: how device names that differ pair with reference names.
+#[derive(Args, Debug, Clone, Default)]
+pub struct MappingArgs {
     /// msprobe data mapping (YAML or JSON): candidate (NPU) name -> reference (bench) name,
     /// for tensors or whole places.
     #[arg(long, value_name = "FILE")]
@@ -252,6 +261,9 @@ pub struct ReportArgs {
     /// How to read and compare the dumps.
     #[command(flatten)]
     pub read: ReadArgs,
+    /// msprobe's mapping options, applied to every DEV and the baseline.
+    #[command(flatten)]
+    pub mapping: MappingArgs,
 }
 
 /// `driftscope plot`.

@@ -43,6 +43,19 @@ pub struct StatsDiff {
 }
 
 impl StatsDiff {
+    /// The larger of |Δmax| and |Δmin|: a lower bound of the largest absolute error, the
+    /// "max abs" of a statistics comparison.
+    pub fn max_abs(&self) -> Option<f64> {
+        match (self.max_diff, self.min_diff) {
+            (Some(a), Some(b)) => Some(if a.is_nan() || b.is_nan() {
+                f64::NAN
+            } else {
+                a.max(b)
+            }),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Differences of two recorded statistics.
     pub fn new(r: &RecordedStats, d: &RecordedStats) -> StatsDiff {
         let diff = |a: Option<f64>, b: Option<f64>| Some((b? - a?).abs());
@@ -94,6 +107,12 @@ pub struct PairReport {
     pub metrics: Option<Metrics>,
     /// Recorded-statistics differences (when both sides recorded statistics).
     pub stats_diff: Option<StatsDiff>,
+    /// Statistics the reference dump recorded for this tensor (msprobe's `Max`, `Min`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_ref: Option<RecordedStats>,
+    /// Statistics the candidate dump recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_dev: Option<RecordedStats>,
     /// Checksums equal (md5 task).
     pub checksum_equal: Option<bool>,
     /// Why the pair could not be compared.
@@ -181,6 +200,17 @@ impl Comparison {
                 p.name_dev = Some(dev.to_string());
             }
         }
+        // Device tensors `--layer-mapping` left unpaired get their own names back.
+        let own: std::collections::HashMap<&str, &str> = m
+            .unpaired
+            .iter()
+            .map(|(now, own)| (now.as_str(), own.as_str()))
+            .collect();
+        for n in &mut self.unmatched_candidate {
+            if let Some(o) = own.get(n.as_str()) {
+                *n = o.to_string();
+            }
+        }
     }
 }
 
@@ -216,6 +246,8 @@ pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind)
             (Some(a), Some(b)) => Some(StatsDiff::new(a, b)),
             _ => None,
         },
+        recorded_ref: re.stats.filter(RecordedStats::any),
+        recorded_dev: de.stats.filter(RecordedStats::any),
         checksum_equal: None,
         error: None,
         verdict: None,
@@ -245,7 +277,10 @@ pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind)
         }
         return p;
     }
-    let loaded = r.load(re).and_then(|a| d.load(de).map(|b| (a, b)));
+    // The reference's shape is the logical shape of a candidate `.npy` in an NPU layout.
+    let loaded = r
+        .load(re)
+        .and_then(|a| d.load_as(de, Some(&a.shape)).map(|b| (a, b)));
     match loaded {
         Err(e) => {
             p.status = Status::Error;
@@ -259,7 +294,11 @@ pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind)
             if !shapes_compatible(&a.shape, &b.shape) {
                 p.status = Status::ShapeMismatch;
             } else {
-                p.metrics = Some(metrics::measure(&a, &b));
+                let mut m = metrics::measure(&a, &b);
+                if m.ref_zero_mismatch > 0 {
+                    m.max_abs_at_ref_zero = Some(metrics::max_abs_at_ref_zero(&a, &b));
+                }
+                p.metrics = Some(m);
             }
         }
     }

@@ -5,8 +5,8 @@ use anyhow::Context;
 use clap::Parser;
 use driftscope::align::Remap;
 use driftscope::cli::{
-    BaselineArgs, BisectArgs, CheckArgs, Cli, Command, CompareArgs, DumpArgs, ExportArgs, PlotArgs,
-    ReadArgs, ReplayArgs, ReportArgs, TrendArgs,
+    BaselineArgs, BisectArgs, CheckArgs, Cli, Command, CompareArgs, DumpArgs, ExportArgs,
+    MappingArgs, PlotArgs, ReadArgs, ReplayArgs, ReportArgs, TrendArgs,
 };
 use driftscope::compare::{compare, CompareOptions, Comparison, Status};
 use driftscope::dump::{Dump, OpenOptions};
@@ -54,7 +54,7 @@ fn open_both(a: &DumpArgs) -> anyhow::Result<(Dump, Dump, Remap)> {
     );
     let r = r?;
     let mut d = d?;
-    let fused = remap(a, &r, &mut d)?;
+    let fused = remap(&a.mapping, &r, &mut d)?;
     Ok((r, d, fused))
 }
 
@@ -87,7 +87,7 @@ fn report_json(c: &Comparison, fused: &[String]) -> anyhow::Result<Vec<u8>> {
 
 /// `--data-mapping`, `--layer-mapping`, `--fuzzy`: renames device entries to the reference
 /// names they pair with.
-fn remap(a: &DumpArgs, r: &Dump, d: &mut Dump) -> anyhow::Result<Remap> {
+fn remap(a: &MappingArgs, r: &Dump, d: &mut Dump) -> anyhow::Result<Remap> {
     if a.data_mapping.is_none() && a.layer_mapping.is_none() && !a.fuzzy && a.fusion_map.is_none() {
         return Ok(Remap::default());
     }
@@ -106,7 +106,10 @@ fn remap(a: &DumpArgs, r: &Dump, d: &mut Dump) -> anyhow::Result<Remap> {
             None => Default::default(),
         },
     };
-    let m = driftscope::align::remap(&r.entries, &mut d.entries, &o);
+    let m = driftscope::align::remap_dumps(r, d, &o);
+    for w in &m.warnings {
+        eprintln!("driftscope: warning: {w}");
+    }
     eprintln!(
         "driftscope: {} paired by mapping files, {} by --fuzzy ({})",
         m.mapped.len(),
@@ -365,7 +368,7 @@ fn bisect_dumps(
     let baseline = match baseline {
         Some(p) => {
             let mut b = Dump::open(p, &device_options(a))?;
-            remap(a, r, &mut b)?;
+            remap(&a.mapping, r, &mut b)?;
             Some(b)
         }
         None => None,
@@ -461,6 +464,9 @@ fn nightly_compare(
     cfg: &Config,
 ) -> anyhow::Result<Result<(Comparison, NoiseOptions), ExitCode>> {
     let (r, d, remapped) = open_both(a)?;
+    if !remapped.warnings.is_empty() {
+        anyhow::bail!("mapping files: {}", remapped.warnings.join("; "));
+    }
     let mut opts = compare_options(a, &r)?;
     opts.noise = cfg.noise_options(a.read.fp32_matmul);
     let bar = driftscope::progress::bar(r.entries.len() as u64, "comparing");
@@ -569,26 +575,35 @@ fn run_report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let o = read_options(&a.read);
     let opts = options(&a.read)?;
     let r = Dump::open(&a.reference, &o)?;
+    // Each device run (and the baseline) with its mapping options applied.
+    let open_dev = |p: &std::path::PathBuf| -> anyhow::Result<(Dump, Remap)> {
+        let mut d = Dump::open(p, &o)?;
+        let m = remap(&a.mapping, &r, &mut d)?;
+        Ok((d, m))
+    };
     let devs = a
         .candidates
         .iter()
-        .map(|p| Dump::open(p, &o))
-        .collect::<Result<Vec<_>, _>>()?;
-    let base = a.baseline.as_ref().map(|p| Dump::open(p, &o)).transpose()?;
+        .map(open_dev)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let base = a.baseline.as_ref().map(open_dev).transpose()?;
     let mut runs = Vec::new();
     let mut used: Vec<&Dump> = Vec::new();
-    for (p, d) in a.candidates.iter().zip(&devs) {
-        let c = session::bisect(&r, d, base.as_ref(), &opts, true)?;
+    for (p, (d, m)) in a.candidates.iter().zip(&devs) {
+        let mut c = session::bisect(&r, d, base.as_ref().map(|b| &b.0), &opts, true)?;
+        mark_remapped(&mut c, m);
         runs.push(Run {
             label: label(p),
             comparison: c,
         });
         used.push(d);
     }
-    if let (Some(p), Some(b)) = (&a.baseline, &base) {
+    if let (Some(p), Some((b, m))) = (&a.baseline, &base) {
+        let mut c = session::compare(&r, b, &opts, &|| {});
+        mark_remapped(&mut c, m);
         runs.push(Run {
             label: format!("{} (baseline)", label(p)),
-            comparison: session::compare(&r, b, &opts, &|| {}),
+            comparison: c,
         });
         used.push(b);
     }

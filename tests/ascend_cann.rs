@@ -230,3 +230,40 @@ fn cann_compare_names_the_faulty_op_and_refuses_truncated_files() {
     let e = Dump::open(&f, &OpenOptions::default()).unwrap_err();
     assert!(e.to_string().contains("run past the end"), "{e}");
 }
+
+#[test]
+fn files_are_ordered_by_the_timestamp_field_msprobe_reads_for_each_name_shape() {
+    // The headers' dump times run backwards, so only the names can give this order.
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("dev");
+    let one = |v: f32| T {
+        values: vec![v; 4],
+        shape: vec![4],
+        format: None,
+    };
+    let ops = [
+        // (op type, op name, file name after the op type and name)
+        ("Add", "first", "3.1700000000000100"),
+        ("Mul", "second", "4.2.1700000000000110"),
+        ("Conv2D", "third_lxslice1", "5.2.1700000000000150.4.487.0.0"),
+        ("Relu", "fourth", "6.2.1700000000000160.4.487.0.1"),
+        ("Relu", "fifth", "6.2.1700000000000160.4.487.0.0"),
+    ];
+    for (k, (ty, op, rest)) in ops.iter().enumerate() {
+        let ts = 1_000_000 - k as u64;
+        write_op(&dir, ty, op, ts, &[one(k as f32)], &[one(k as f32)], false);
+        std::fs::rename(
+            dir.join(format!("{ty}.{op}.{}.0.{ts}", ts % 97)),
+            dir.join(format!("{ty}.{op}.{rest}")),
+        )
+        .unwrap();
+    }
+    let d = Dump::open(&dir, &OpenOptions::default()).unwrap();
+    let mut places: Vec<&str> = d.entries.iter().map(|e| e.place.as_str()).collect();
+    places.dedup();
+    // Equal timestamps of an FFTS+ op (task type 4): thread 0 before thread 1.
+    assert_eq!(
+        places,
+        ["first", "second", "third_lxslice1", "fifth", "fourth"]
+    );
+}

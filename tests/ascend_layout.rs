@@ -255,3 +255,88 @@ fn layout_flag_converts_the_device_side_before_comparison() {
     let (code, _) = run(&["--layout", "fractal-nz:conv"]);
     assert_eq!(code, Some(2));
 }
+
+#[test]
+fn npy_folders_take_per_tensor_layout_rules() {
+    // A plain folder: the reference holds ND arrays, the device the same values stored
+    // NC1HWC0 (a conv output) and FRACTAL_NZ (a linear output) as raw device memory; a norm
+    // output is plain on both sides. The logical shape comes from the reference.
+    let t = tempfile::tempdir().unwrap();
+    let (r, d) = (t.path().join("ref"), t.path().join("dev"));
+    std::fs::create_dir_all(&r).unwrap();
+    std::fs::create_dir_all(&d).unwrap();
+    let f16 = |n: usize, k: f32| -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| {
+                half::f16::from_f32((i as f32 * k).sin())
+                    .to_bits()
+                    .to_le_bytes()
+            })
+            .collect()
+    };
+    let conv = f16(2 * 20 * 3 * 3, 0.1);
+    let linear = f16(20 * 40, 0.2);
+    let norm = f16(16 * 16, 0.3);
+    npy_f16(&r.join("conv1.npy"), &[2, 20, 3, 3], &conv);
+    npy_f16(&r.join("fc.linear.npy"), &[20, 40], &linear);
+    npy_f16(&r.join("norm.npy"), &[16, 16], &norm);
+    let nc = pack(
+        NpuFormat::Nc1hwc0,
+        DType::Float16,
+        &[2, 20, 3, 3],
+        &conv,
+        16,
+    )
+    .unwrap();
+    let nz = pack(NpuFormat::FractalNz, DType::Float16, &[20, 40], &linear, 16).unwrap();
+    npy_f16(&d.join("conv1.npy"), &[2, 2, 3, 3, 16], &nc);
+    npy_f16(&d.join("fc.linear.npy"), &[3, 2, 16, 16], &nz);
+    npy_f16(&d.join("norm.npy"), &[16, 16], &norm);
+    let rules = t.path().join("layouts.txt");
+    std::fs::write(
+        &rules,
+        "# name pattern = stored layout\nconv = nc1hwc0\nlinear = fractal-nz\n",
+    )
+    .unwrap();
+    let j = t.path().join("r.json");
+    let run = |layout: &str| {
+        let o = Command::new(bin())
+            .arg("compare")
+            .arg(&r)
+            .arg(&d)
+            .arg("--json")
+            .arg(&j)
+            .args(["--layout", layout])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
+        (o.status.code(), v)
+    };
+    for layout in [
+        format!("@{}", rules.display()),
+        "conv=nc1hwc0;linear=fractal-nz".to_string(),
+    ] {
+        let (code, v) = run(&layout);
+        assert_eq!(code, Some(0), "{v}");
+        for p in v["pairs"].as_array().unwrap() {
+            assert_eq!(p["verdict"], "identical", "{p}");
+            assert_eq!(p["max_abs_err"], 0.0, "{p}");
+        }
+        assert_eq!(v["pairs"].as_array().unwrap().len(), 3);
+    }
+    // One rule for every tensor: the plain norm array (already the reference's shape) is read
+    // as it is; the NC1HWC0 conv array cannot be FRACTAL_NZ of its logical shape: an error.
+    let (_, v) = run("fractal-nz");
+    let status = |n: &str| {
+        v["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == n)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(status("norm"), "compared");
+    assert_eq!(status("fc.linear"), "compared");
+    assert_eq!(status("conv1"), "error");
+}

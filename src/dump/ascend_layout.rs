@@ -97,39 +97,96 @@ impl NpuFormat {
     }
 }
 
-/// `--layout FORMAT[:REGEX]`: read the candidate's tensors (those whose name matches REGEX, and
-/// whose logical rank fits FORMAT) as stored in FORMAT.
+/// One rule of `--layout`: tensors whose name matches `filter` (all, without one) are stored
+/// in `format`.
 #[derive(Clone, Debug)]
-pub struct LayoutOverride {
-    /// The stored layout.
+pub struct LayoutRule {
+    /// The stored layout (a plain one, `nd`, keeps matching tensors as they are).
     pub format: NpuFormat,
     /// Only tensors whose name matches.
     pub filter: Option<Regex>,
 }
 
+/// `--layout`: read the candidate's tensors as stored in an NPU layout. One rule,
+/// `FORMAT[:REGEX]`, or a list of `REGEX=FORMAT` rules (`;`-separated, or one per line in
+/// `@FILE`, `#` comments), the first whose REGEX matches a tensor's name deciding; tensors whose
+/// logical rank the format cannot hold are left alone.
+#[derive(Clone, Debug)]
+pub struct LayoutOverride {
+    /// The rules, in order.
+    pub rules: Vec<LayoutRule>,
+}
+
+/// A format by name (`nc1hwc0`, `fractal-nz`, `fractal_nz`, ...) or aclFormat code.
+fn parse_format(f: &str) -> Result<NpuFormat, String> {
+    let f = f.trim();
+    match f.parse::<i64>() {
+        Ok(code) => NpuFormat::from_acl(code)?.ok_or_else(|| "format -1 is not a layout".into()),
+        Err(_) => <NpuFormat as clap::ValueEnum>::from_str(&f.replace('_', "-"), true),
+    }
+}
+
+fn parse_regex(r: &str) -> Result<Regex, String> {
+    Regex::new(r).map_err(|e| format!("--layout regex: {e}"))
+}
+
 impl LayoutOverride {
-    /// Parses `FORMAT[:REGEX]` (FORMAT as `nc1hwc0`, `fractal-nz`, ... or an aclFormat code).
+    /// Parses `FORMAT[:REGEX]`, `REGEX=FORMAT;REGEX=FORMAT...` or `@FILE` (FORMAT as
+    /// `nc1hwc0`, `fractal-nz`, ... or an aclFormat code).
     pub fn parse(s: &str) -> Result<LayoutOverride, String> {
+        if let Some(path) = s.strip_prefix('@') {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--layout: cannot read {path}: {e}"))?;
+            let lines: Vec<(usize, &str)> = text
+                .lines()
+                .enumerate()
+                .map(|(i, l)| (i + 1, l.trim()))
+                .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+                .collect();
+            let rules = lines
+                .iter()
+                .map(|&(n, l)| Self::rule(l).map_err(|e| format!("{path}: line {n}: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(LayoutOverride { rules });
+        }
+        if s.contains('=') {
+            let rules = s
+                .split(';')
+                .filter(|r| !r.trim().is_empty())
+                .map(Self::rule)
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(LayoutOverride { rules });
+        }
         let (f, re) = match s.split_once(':') {
             Some((f, r)) => (f, Some(r)),
             None => (s, None),
         };
-        let format = match f.parse::<i64>() {
-            Ok(code) => NpuFormat::from_acl(code)?.ok_or("format -1 is not a layout")?,
-            Err(_) => <NpuFormat as clap::ValueEnum>::from_str(&f.replace('_', "-"), true)?,
-        };
-        let filter = re
-            .map(Regex::new)
-            .transpose()
-            .map_err(|e| format!("--layout regex: {e}"))?;
-        Ok(LayoutOverride { format, filter })
+        let format = parse_format(f)?;
+        let filter = re.map(parse_regex).transpose()?;
+        Ok(LayoutOverride {
+            rules: vec![LayoutRule { format, filter }],
+        })
     }
 
-    /// The private format to apply to the tensor `name`, if any (the reader still skips
-    /// tensors whose logical rank the format does not fit).
+    /// One `REGEX=FORMAT` rule (split at the last `=`: formats hold none).
+    fn rule(r: &str) -> Result<LayoutRule, String> {
+        let (re, f) = r
+            .rsplit_once('=')
+            .ok_or_else(|| format!("`{r}`: expected REGEX=FORMAT"))?;
+        Ok(LayoutRule {
+            format: parse_format(f)?,
+            filter: Some(parse_regex(re.trim())?),
+        })
+    }
+
+    /// The private format to apply to the tensor `name`, if any: the first rule that matches
+    /// decides (the reader still skips tensors whose logical rank the format does not fit).
     pub fn for_tensor(&self, name: &str) -> Option<NpuFormat> {
-        (self.filter.as_ref().is_none_or(|f| f.is_match(name)) && self.format.is_private())
-            .then_some(self.format)
+        self.rules
+            .iter()
+            .find(|r| r.filter.as_ref().is_none_or(|f| f.is_match(name)))
+            .map(|r| r.format)
+            .filter(|f| f.is_private())
     }
 }
 
@@ -378,16 +435,28 @@ mod tests {
     #[test]
     fn layout_override_parses_names_codes_and_regex() {
         let l = LayoutOverride::parse("fractal_nz:linear").unwrap();
-        assert_eq!(l.format, NpuFormat::FractalNz);
+        assert_eq!(l.rules[0].format, NpuFormat::FractalNz);
         assert_eq!(
             l.for_tensor("Functional.linear.0.forward.output.0"),
             Some(NpuFormat::FractalNz)
         );
         assert_eq!(l.for_tensor("Functional.silu.0.forward.output.0"), None);
         assert_eq!(
-            LayoutOverride::parse("3").unwrap().format,
+            LayoutOverride::parse("3").unwrap().rules[0].format,
             NpuFormat::Nc1hwc0
         );
+        // Rules, first match wins; a plain format keeps a tensor as it is.
+        let l = LayoutOverride::parse("norm=nd; conv=nc1hwc0;linear|matmul=29").unwrap();
+        assert_eq!(
+            l.for_tensor("Module.conv1.Conv2d"),
+            Some(NpuFormat::Nc1hwc0)
+        );
+        assert_eq!(
+            l.for_tensor("Functional.matmul.0"),
+            Some(NpuFormat::FractalNz)
+        );
+        assert_eq!(l.for_tensor("Module.conv_norm.BatchNorm2d"), None);
+        assert!(LayoutOverride::parse("conv=bogus").is_err());
         assert_eq!(LayoutOverride::parse("nd").unwrap().for_tensor("x"), None);
         assert!(LayoutOverride::parse("bogus").is_err());
     }

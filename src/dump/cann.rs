@@ -190,9 +190,40 @@ pub fn is_cann_file(path: &Path) -> bool {
     ) && read_header(path).is_ok()
 }
 
-/// Timestamp from the file name's last component, for ordering.
-fn timestamp(p: &Path) -> Option<u64> {
-    p.file_name()?.to_str()?.rsplit('.').next()?.parse().ok()
+/// msprobe's ordering key of a CANN dump file name (msaccucmp `dump_utils.SortMode`): the
+/// timestamp, a 16-digit field, is the last field of `{op type}.{op name}.{task id}[.{stream
+/// id}].{timestamp}` and the fifth of the longer names CANN writes for FFTS+ tasks,
+/// `{op type}.{op name}.{task id}.{stream id}.{timestamp}.{task type}.{..}.{context id}.{thread
+/// id}`. Files of one FFTS+ op then follow their thread id (automatic mode) or their slice
+/// number (`..._lxsliceN`, manual mode). `None` when the name holds no valid timestamp.
+pub fn order_key(p: &Path) -> Option<(u64, u64)> {
+    let name = p.file_name()?.to_str()?;
+    let f: Vec<&str> = name.split('.').collect();
+    let ts = |s: &str| -> Option<u64> {
+        (s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let n = f.len();
+    if n > 5 {
+        let t = ts(f[4])?;
+        // Task type 4 is FFTS+ (msaccucmp `TASK_TYPE_MAP`).
+        let sub = if f[n - 4] != "4" {
+            0
+        } else if name.contains("_lxslice") {
+            f[1].chars()
+                .last()
+                .and_then(|c| c.to_digit(10))
+                .map_or(0, u64::from)
+        } else {
+            f[n - 2].parse().unwrap_or(0)
+        };
+        Some((t, sub))
+    } else if n >= 4 {
+        Some((ts(f[n - 1])?, 0))
+    } else {
+        None
+    }
 }
 
 /// Opens a CANN dump file or a folder of them (searched recursively).
@@ -215,7 +246,7 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
     let mut ops = Vec::with_capacity(files.len());
     for f in files {
         let (h, data) = read_header(&f)?;
-        ops.push((timestamp(&f).unwrap_or(h.dump_time), f, h, data));
+        ops.push((order_key(&f).unwrap_or((h.dump_time, 0)), f, h, data));
     }
     ops.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let mut entries = Vec::new();

@@ -73,6 +73,13 @@ pub struct RecordedStats {
     pub norm: Option<f64>,
 }
 
+impl RecordedStats {
+    /// True when at least one statistic was recorded.
+    pub fn any(&self) -> bool {
+        self.max.is_some() || self.min.is_some() || self.mean.is_some() || self.norm.is_some()
+    }
+}
+
 /// Where an entry's elements are.
 #[derive(Clone, Debug)]
 pub enum Source {
@@ -105,6 +112,8 @@ pub enum Role {
     Parameters,
     /// A parameter's gradient.
     ParametersGrad,
+    /// A value saved on its own (msprobe's debug task, `msprobe.save`).
+    Debug,
     /// Anything else a dump records.
     Other,
 }
@@ -118,6 +127,7 @@ impl Role {
             "output" => Role::Output,
             "parameters" | "parameter" => Role::Parameters,
             "parameters_grad" | "grad" => Role::ParametersGrad,
+            "debug" => Role::Debug,
             _ => Role::Other,
         }
     }
@@ -130,6 +140,7 @@ impl Role {
             Role::Output => "output",
             Role::Parameters => "parameters",
             Role::ParametersGrad => "parameters_grad",
+            Role::Debug => "debug",
             Role::Other => "other",
         }
     }
@@ -239,36 +250,49 @@ impl Dump {
 
     /// Loads an entry's tensor (memory-mapped where possible). Errors name the entry.
     pub fn load(&self, entry: &Entry) -> Result<Tensor> {
+        self.load_as(entry, None)
+    }
+
+    /// [`Dump::load`], with the logical shape of the tensor's counterpart: an `.npy` that
+    /// records no shape of its own (a plain folder) and that `--layout` says is stored in a
+    /// private layout is converted to it. An array already of that shape is read as it is.
+    pub fn load_as(&self, entry: &Entry, counterpart: Option<&[usize]>) -> Result<Tensor> {
         let force = self
             .options
             .layout
             .as_ref()
             .and_then(|l| l.for_tensor(&entry.name));
-        let t =
-            match &entry.source {
-                Source::Pt(p) => pt::read_single_with(p, force).map(|t| t.tensor),
-                Source::Npy(p) => npy::read_npy(p, self.options.npy_dtype.or(entry.dtype))
-                    .and_then(|t| match (force, &entry.shape) {
+        let t = match &entry.source {
+            Source::Pt(p) => pt::read_single_with(p, force).map(|t| t.tensor),
+            Source::Npy(p) => {
+                npy::read_npy(p, self.options.npy_dtype.or(entry.dtype)).and_then(|t| {
+                    let logical = entry
+                        .shape
+                        .as_deref()
+                        .or_else(|| counterpart.filter(|c| *c != t.shape.as_slice()));
+                    match (force, logical) {
                         (Some(f), Some(shape)) if f.fits_rank(shape.len()) => {
                             ascend_layout::unpack(f, t.dtype, shape, &t.data)
                                 .map(|data| Tensor {
                                     dtype: t.dtype,
-                                    shape: shape.clone(),
+                                    shape: shape.to_vec(),
                                     data: Bytes::Owned(data),
                                 })
                                 .map_err(|m| DumpError::new(p, ErrorKind::Header(m)))
                         }
                         _ => Ok(t),
-                    }),
-                Source::Raw(p) => native::read_raw(p, entry),
-                Source::Mapped(t) => Ok(t.clone()),
-                Source::Cann(c) => cann::load(c, entry),
-                Source::Absent(why) => Err(DumpError::new(
-                    &self.root,
-                    ErrorKind::Unsupported(format!("tensor not saved: {why}")),
-                )),
+                    }
+                })
             }
-            .map_err(|e| e.with_entry(&entry.name))?;
+            Source::Raw(p) => native::read_raw(p, entry),
+            Source::Mapped(t) => Ok(t.clone()),
+            Source::Cann(c) => cann::load(c, entry),
+            Source::Absent(why) => Err(DumpError::new(
+                &self.root,
+                ErrorKind::Unsupported(format!("tensor not saved: {why}")),
+            )),
+        }
+        .map_err(|e| e.with_entry(&entry.name))?;
         if let Some(shape) = &entry.shape {
             if checked_numel(shape) != Some(t.numel()) {
                 return Err(DumpError::new(
@@ -304,20 +328,23 @@ pub fn detect(path: &Path) -> Result<Format> {
     if path.is_file() {
         return match name {
             "driftscope.json" => Ok(Format::Native),
-            "dump.json" => Ok(Format::Msprobe),
+            "dump.json" | "debug.json" => Ok(Format::Msprobe),
             n if n.ends_with(".safetensors") => Ok(Format::Safetensors),
             n if n.ends_with(".npy") || n.ends_with(".npz") => Ok(Format::Npy),
             _ if cann::is_cann_file(path) => Ok(Format::Cann),
             _ => Err(DumpError::new(
                 path,
-                ErrorKind::Layout("expected a dump folder, dump.json, driftscope.json, .safetensors, .npy or .npz".into()),
+                ErrorKind::Layout("expected a dump folder, dump.json, debug.json, driftscope.json, .safetensors, .npy or .npz".into()),
             )),
         };
     }
     if path.join("driftscope.json").is_file() {
         return Ok(Format::Native);
     }
-    if path.join("dump.json").is_file() || !msprobe::find_dump_jsons(path, 4).is_empty() {
+    if path.join("dump.json").is_file()
+        || path.join("debug.json").is_file()
+        || !msprobe::find_dump_jsons(path, 4).is_empty()
+    {
         return Ok(Format::Msprobe);
     }
     let mut st = 0;

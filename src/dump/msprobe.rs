@@ -40,6 +40,10 @@ fn locate(path: &Path) -> Result<PathBuf> {
     if path.join("dump.json").is_file() {
         return Ok(path.join("dump.json"));
     }
+    // msprobe's debug task (`debug.json`, same records) when there is no dump.json.
+    if path.join("debug.json").is_file() {
+        return Ok(path.join("debug.json"));
+    }
     let found = find_dump_jsons(path, 4);
     match found.len() {
         0 => err(
@@ -172,6 +176,18 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
         _ if head.any_md5 => Task::Md5,
         _ => Task::Statistics,
     };
+    let mut head = head;
+    if task != Task::Tensor {
+        // A statistics or md5 task saves no tensors, whatever `data_name` says.
+        for e in &mut head.entries {
+            if matches!(e.source, Source::Pt(_) | Source::Npy(_)) {
+                e.source = Source::Absent(format!(
+                    "task `{}` saves no tensor files",
+                    head.task.as_deref().unwrap_or("")
+                ));
+            }
+        }
+    }
     Ok(Dump {
         path: path.to_path_buf(),
         root: root.clone(),
@@ -233,11 +249,28 @@ fn walk_record(
     rec: &Value,
     p: &mut Parsed,
 ) -> Result<()> {
+    let op = op_type(place);
+    // msprobe's debug task (`debug.json`, `msprobe.save`): `{name}.{count}.debug` holds the
+    // saved value itself, a tensor or a nested structure of them.
+    if place.ends_with(".debug") {
+        let mut ctx = Walk {
+            json_path,
+            data_dir,
+            place,
+            role: Role::Debug,
+            label: "debug",
+            order,
+            op: &op,
+            options,
+            out: &mut p.entries,
+            any_md5: &mut p.any_md5,
+        };
+        return ctx.walk(rec, String::new(), 0);
+    }
     let rec = rec.as_object().ok_or_else(|| {
         DumpError::new(json_path, ErrorKind::Json("entry is not an object".into()))
             .with_entry(place)
     })?;
-    let op = op_type(place);
     for (key, v) in rec {
         // The role's spelling in tensor names (msprobe's file names say `input`, `kwargs`).
         let label = match key.as_str() {
@@ -518,7 +551,7 @@ impl Walk<'_> {
                 }
             }
             Value::Object(o) if o.contains_key("dtype") && o.contains_key("shape") => {
-                self.tensor(o, if index.is_empty() { "0".into() } else { index })?;
+                self.tensor(o, index)?;
             }
             Value::Object(o) if o.get("type").is_some() => {} // int, slice, dtype, ... : not tensors
             Value::Object(o) => {
@@ -532,7 +565,20 @@ impl Walk<'_> {
     }
 
     fn tensor(&mut self, o: &serde_json::Map<String, Value>, index: String) -> Result<()> {
-        let fallback = format!("{}.{}.{}", self.place, self.label, index);
+        // Named as msprobe's compare names it: keyword arguments are inputs
+        // (`...forward.input.attn_mask`); the role stays `kwargs`.
+        let io = if self.label == "kwargs" {
+            "input"
+        } else {
+            self.label
+        };
+        let fallback = match (self.label, index.is_empty()) {
+            ("debug", true) => self.place.to_string(),
+            ("debug", false) => format!("{}.{index}", self.place),
+            (_, true) => format!("{}.{io}.0", self.place),
+            (_, false) => format!("{}.{io}.{index}", self.place),
+        };
+        let index = if index.is_empty() { "0".into() } else { index };
         let bad = |m: String| {
             DumpError::new(self.json_path, ErrorKind::Json(m)).with_entry(fallback.clone())
         };

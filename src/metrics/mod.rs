@@ -405,6 +405,7 @@ impl Accum {
             dev_stats: SideStats::new(n, self.min_d, self.max_d, self.sum_d, nd),
             hist_abs_err: self.hist_abs.to_vec(),
             hist_rel_err: self.hist_rel.to_vec(),
+            max_abs_at_ref_zero: None,
         }
     }
 }
@@ -501,6 +502,39 @@ pub struct Metrics {
     pub hist_abs_err: Vec<u64>,
     /// Histogram of |dev - ref| / |ref| over ref != 0.
     pub hist_rel_err: Vec<u64>,
+    /// Largest |dev| where ref == 0 (set by [`max_abs_at_ref_zero`] when `ref_zero_mismatch`
+    /// is not 0): what msprobe's relative error divides by its epsilon there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_abs_at_ref_zero: Option<f64>,
+}
+
+/// Largest |dev| over the finite elements where ref == 0: one more pass, made only for pairs
+/// whose `ref_zero_mismatch` is not 0.
+pub fn max_abs_at_ref_zero(r: &Tensor, d: &Tensor) -> f64 {
+    let n = r.numel().min(d.numel());
+    let (rs, ds) = (r.dtype.size(), d.dtype.size());
+    let run = |lo: usize, hi: usize| -> f64 {
+        let mut a = [0f64; BLOCK];
+        let mut b = [0f64; BLOCK];
+        let mut m = 0f64;
+        let mut i = lo;
+        while i < hi {
+            let k = (hi - i).min(BLOCK);
+            decode::decode_f64(r.dtype, &r.data[i * rs..], &mut a[..k]);
+            decode::decode_f64(d.dtype, &d.data[i * ds..], &mut b[..k]);
+            for (&x, &y) in a[..k].iter().zip(&b[..k]) {
+                if x == 0.0 && y.is_finite() {
+                    m = m.max(y.abs());
+                }
+            }
+            i += k;
+        }
+        m
+    };
+    (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| run(c * CHUNK, ((c + 1) * CHUNK).min(n)))
+        .reduce(|| 0.0, f64::max)
 }
 
 /// Measures one pair. Both tensors must have the same number of elements.

@@ -2,6 +2,7 @@
 //! error on a second panel, each run's expected-noise band, the first divergence marked.
 
 use super::{draw_err, place_points, run_color, short_name, Run};
+use crate::compare::Status;
 use crate::verdict::NoiseOptions;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -47,6 +48,42 @@ fn series(run: &Run, factor: f64) -> Series {
             s.band.push((x, clampv(e * factor)));
         }
     }
+    // Places compared by recorded statistics only (msprobe's statistics task): the bounds the
+    // statistics give, |Δnorm| / norm for the relative L2 error and max(|Δmax|, |Δmin|) for
+    // the max abs error, from the output with the largest bound (or any tensor).
+    for g in crate::verdict::places(&c.pairs) {
+        if g.iter().any(|&i| c.pairs[i].metrics.is_some()) {
+            continue;
+        }
+        let stats: Vec<usize> = g
+            .into_iter()
+            .filter(|&i| c.pairs[i].status == Status::Statistics && c.pairs[i].stats_diff.is_some())
+            .collect();
+        let outputs: Vec<usize> = stats
+            .iter()
+            .copied()
+            .filter(|&i| c.pairs[i].role == crate::dump::Role::Output)
+            .collect();
+        let pool = if outputs.is_empty() { &stats } else { &outputs };
+        let bound = |i: usize| c.pairs[i].stats_diff.and_then(|d| d.norm_rel_diff);
+        let Some(i) = pool
+            .iter()
+            .copied()
+            .max_by(|&a, &b| bound(a).unwrap_or(0.0).total_cmp(&bound(b).unwrap_or(0.0)))
+        else {
+            continue;
+        };
+        let (pr, x) = (&c.pairs[i], c.pairs[i].order as f64);
+        if let Some(v) = bound(i) {
+            s.rel.push((x, clampv(v)));
+        }
+        if let Some(v) = pr.stats_diff.and_then(|d| d.max_abs()) {
+            s.abs.push((x, clampv(v)));
+        }
+    }
+    let by_x = |a: &(f64, f64), b: &(f64, f64)| a.0.total_cmp(&b.0);
+    s.rel.sort_by(by_x);
+    s.abs.sort_by(by_x);
     s
 }
 

@@ -5,6 +5,8 @@
 
 use super::Exporter;
 use crate::compare::{Comparison, PairReport, Status};
+use crate::dump::{DType, RecordedStats};
+use crate::metrics::Metrics;
 use crate::verdict::Verdict;
 
 /// msprobe-compatible CSV export.
@@ -80,16 +82,36 @@ fn message(p: &PairReport) -> String {
     if p.status == Status::ShapeMismatch {
         m = "shape unmatched".into();
     }
-    if let Some(e) = &p.error {
+    let mut add = |s: &str| {
         if !m.is_empty() {
             m.push_str("; ");
         }
-        m.push_str(e);
+        m.push_str(s);
+    };
+    if let Some(e) = &p.error {
+        add(e);
+    }
+    if let Some(x) = p.metrics.as_ref().filter(|x| x.nonfinite_mismatch > 0) {
+        add(&format!(
+            "NaN/Inf on one side only at {} of {} elements (first at flat index {}; NPU {} NaN, \
+             {} Inf; bench {} NaN, {} Inf): the position of inf or nan in NPU and bench Tensor \
+             do not match",
+            x.nonfinite_mismatch,
+            x.numel,
+            x.first_nonfinite_mismatch_index.unwrap_or(0),
+            x.nan_dev,
+            x.inf_dev,
+            x.nan_ref,
+            x.inf_ref
+        ));
+    }
+    if p.status == Status::Statistics {
+        add("statistics only: MaxAbsErr is the larger of |max diff| and |min diff|");
     }
     if let (Some(r), Some(d)) = (p.dtype_ref, p.dtype_dev) {
         if r != d {
-            m.push_str(&format!(
-                "; dtype {} vs {}: judged against {} rounding, not flagged for the dtype alone",
+            add(&format!(
+                "dtype {} vs {}: judged against {} rounding, not flagged for the dtype alone",
                 d.name(),
                 r.name(),
                 d.name()
@@ -97,6 +119,43 @@ fn message(p: &PairReport) -> String {
         }
     }
     m
+}
+
+/// msprobe's MaxRelativeErr: |dev - ref| / |ref|, where ref == 0 both sides shifted by the
+/// machine epsilon of float32 (float64 for float64 pairs), so a non-zero device value against
+/// a zero reference counts |dev| / eps. driftscope's own `max_rel_err` leaves those elements
+/// out (docs/metrics.md).
+fn msprobe_max_rel(p: &PairReport, m: &Metrics) -> f64 {
+    let Some(z) = m.max_abs_at_ref_zero else {
+        return m.max_rel_err;
+    };
+    let f64s = p.dtype_ref == Some(DType::Float64) && p.dtype_dev == Some(DType::Float64);
+    let eps = if f64s {
+        f64::EPSILON
+    } else {
+        f32::EPSILON as f64
+    };
+    m.max_rel_err.max(z / eps)
+}
+
+/// The summary columns of one side: what the dump recorded (as msprobe shows), else what
+/// driftscope measured over the elements (NaN when the tensor holds NaN, as torch reports).
+fn side(rec: Option<RecordedStats>, m: Option<&Metrics>, reference: bool) -> [String; 4] {
+    if let Some(r) = rec {
+        return [num(r.max), num(r.min), num(r.mean), num(r.norm)];
+    }
+    let Some(m) = m else {
+        return [NA.into(), NA.into(), NA.into(), NA.into()];
+    };
+    let (s, nan) = if reference {
+        (&m.ref_stats, m.nan_ref)
+    } else {
+        (&m.dev_stats, m.nan_dev)
+    };
+    if nan > 0 {
+        return ["nan".into(), "nan".into(), "nan".into(), "nan".into()];
+    }
+    [num(s.max), num(s.min), num(s.mean), num(Some(s.norm))]
 }
 
 impl Exporter for MsprobeCsv {
@@ -107,6 +166,15 @@ impl Exporter for MsprobeCsv {
         let dtype = |d: Option<crate::dump::DType>| d.map_or(NA.into(), |d| d.name().to_string());
         for p in &c.pairs {
             let m = p.metrics.as_ref();
+            // msprobe computes nothing when NaN/Inf positions differ: the columns say N/A.
+            let cmp = m.filter(|m| m.nonfinite_mismatch == 0);
+            let stat_abs = if p.status == Status::Statistics {
+                p.stats_diff.and_then(|d| d.max_abs())
+            } else {
+                None
+            };
+            let [nmax, nmin, nmean, nnorm] = side(p.recorded_dev, m, false);
+            let [bmax, bmin, bmean, bnorm] = side(p.recorded_ref, m, true);
             let row = [
                 p.name_dev.clone().unwrap_or_else(|| p.name.clone()),
                 p.name.clone(),
@@ -116,20 +184,20 @@ impl Exporter for MsprobeCsv {
                 shape(&p.shape_ref),
                 NA.into(),
                 NA.into(),
-                num(m.map(|m| m.cosine)),
-                num(m.map(|m| m.rmse * (m.compared as f64).sqrt())),
-                num(m.map(|m| m.max_abs_err)),
-                num(m.map(|m| m.max_rel_err)),
-                num(m.map(|m| m.one_thousandth_err_ratio)),
-                num(m.map(|m| m.five_thousandths_err_ratio)),
-                num(m.and_then(|m| m.dev_stats.max)),
-                num(m.and_then(|m| m.dev_stats.min)),
-                num(m.and_then(|m| m.dev_stats.mean)),
-                num(m.map(|m| m.dev_stats.norm)),
-                num(m.and_then(|m| m.ref_stats.max)),
-                num(m.and_then(|m| m.ref_stats.min)),
-                num(m.and_then(|m| m.ref_stats.mean)),
-                num(m.map(|m| m.ref_stats.norm)),
+                num(cmp.map(|m| m.cosine)),
+                num(cmp.map(|m| m.rmse * (m.compared as f64).sqrt())),
+                num(cmp.map(|m| m.max_abs_err).or(stat_abs)),
+                num(cmp.map(|m| msprobe_max_rel(p, m))),
+                num(cmp.map(|m| m.one_thousandth_err_ratio)),
+                num(cmp.map(|m| m.five_thousandths_err_ratio)),
+                nmax,
+                nmin,
+                nmean,
+                nnorm,
+                bmax,
+                bmin,
+                bmean,
+                bnorm,
                 NA.into(),
                 accuracy(p).into(),
                 message(p),

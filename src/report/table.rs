@@ -183,7 +183,7 @@ pub fn render(c: &Comparison, o: TableOptions) -> String {
             (None, Status::Statistics) => (
                 "-".into(),
                 p.stats_diff
-                    .and_then(|d| d.max_diff)
+                    .and_then(|d| d.max_abs())
                     .map(fmt_f)
                     .unwrap_or("-".into()),
                 p.stats_diff

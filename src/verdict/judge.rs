@@ -598,6 +598,8 @@ mod tests {
             matched_by: MatchKind::Exact,
             metrics: Some(crate::metrics::measure(&a, &b)),
             stats_diff: None,
+            recorded_ref: None,
+            recorded_dev: None,
             checksum_equal: None,
             error: None,
             verdict: None,
