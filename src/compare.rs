@@ -156,6 +156,9 @@ pub struct Comparison {
     pub unmatched_reference: Vec<String>,
     /// Candidate tensor names with no reference counterpart.
     pub unmatched_candidate: Vec<String>,
+    /// Extra and missing calls found by aligning the call streams (docs/alignment.md).
+    #[serde(default)]
+    pub structure: crate::align::structure::Structure,
     /// Noise-aware analysis: first divergence, ranking, overall verdict.
     pub analysis: Analysis,
 }
@@ -274,7 +277,7 @@ pub fn compare(
     options: &CompareOptions,
     progress: &(dyn Fn() + Sync),
 ) -> Comparison {
-    let al = align::align(reference, candidate);
+    let mut al = align::align(reference, candidate);
     let keep = |name: &str| options.filter.as_ref().is_none_or(|f| f.is_match(name));
     // Filter first, then map an indexed list: rayon writes the rows straight into the result
     // instead of collecting per-thread pieces into a list and concatenating them (which held
@@ -324,6 +327,7 @@ pub fn compare(
         pairs,
         unmatched_reference,
         unmatched_candidate,
+        structure: std::mem::take(&mut al.structure),
         analysis: Analysis::default(),
     };
     crate::verdict::judge(
