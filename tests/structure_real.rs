@@ -320,3 +320,74 @@ fn agreeing_streams_take_the_name_fast_path() {
     assert!(c.structure.changes.is_empty());
     assert!(c.pairs.iter().all(|p| p.matched_by == MatchKind::Exact));
 }
+
+fn run(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let o = std::process::Command::new(bin())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn compare_bisect_and_check_report_the_extra_call() {
+    let dev = edited(
+        "cuda_fp16_fault_silu_l1",
+        duplicate("Functional.linear.2.forward"),
+        no_offset,
+    );
+    let t = tempfile::tempdir().unwrap();
+    let (j, cfg) = (t.path().join("r.json"), t.path().join("ok.toml"));
+    let (r, d) = (llama("cpu_fp32"), dev.path().to_path_buf());
+    let line = "the device ran 1 extra `Functional.linear` call (Functional.linear.3.forward) \
+                after `Functional.linear.2.forward`";
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    let (code, out, err) = run(&[
+        os("compare"),
+        r.as_os_str(),
+        d.as_os_str(),
+        os("--json"),
+        j.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(line), "{out}");
+    assert!(
+        out.contains("diverged: first at Functional.silu.1.forward"),
+        "{out}"
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
+    let ch = &v["structure"]["changes"][0];
+    assert_eq!(ch["kind"], "extra");
+    assert_eq!(ch["calls"][0], "Functional.linear.3.forward");
+    assert_eq!(v["structure"]["method"], "signatures");
+    let (code, out, _) = run(&[os("bisect"), r.as_os_str(), d.as_os_str()]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("first divergence: Functional.silu.1.forward"),
+        "{out}"
+    );
+    assert!(out.contains(line), "{out}");
+    // check fails on the structural change (and the fault); allowing one change leaves the
+    // fault alone to fail it.
+    let (code, out, _) = run(&[os("check"), r.as_os_str(), d.as_os_str()]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("structural_changes 1 exceeds limit 0"),
+        "{out}"
+    );
+    std::fs::write(&cfg, "[coverage]\nmax_structural_changes = 1\n").unwrap();
+    let (code, out, _) = run(&[
+        os("check"),
+        r.as_os_str(),
+        d.as_os_str(),
+        os("--config"),
+        cfg.as_os_str(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(!out.contains("structural_changes"), "{out}");
+    assert!(out.contains("Functional.silu.1.forward"), "{out}");
+}

@@ -115,6 +115,42 @@ pub fn write_atomic(path: &Path, bytes: &[u8], inputs: &[PathBuf]) -> anyhow::Re
     Ok(())
 }
 
+/// Lines saying what aligning the call streams found: how they were paired and each run of
+/// extra or missing calls (at most 10; the JSON has all). Empty when the streams agree.
+pub fn structure_lines(c: &Comparison) -> String {
+    use crate::align::structure::AlignMethod;
+    use std::fmt::Write;
+    let st = &c.structure;
+    let mut s = String::new();
+    if st.method == AlignMethod::Names && st.changes.is_empty() {
+        return s;
+    }
+    let how = match st.method {
+        AlignMethod::Names => "by name",
+        AlignMethod::Signatures => "by sequence alignment of call signatures",
+        AlignMethod::OpTypes => "by sequence alignment of API names (signatures differ too much)",
+        AlignMethod::Anchored => "by exact-name anchors (the streams differ too much to align)",
+    };
+    let _ = writeln!(
+        s,
+        "structure: {} of {} reference and {} candidate calls paired {how}; {} renumbered, {} \
+         reshaped; {} run(s) of extra or missing calls",
+        st.paired,
+        st.calls_reference,
+        st.calls_candidate,
+        st.renumbered,
+        st.reshaped,
+        st.changes.len()
+    );
+    for ch in st.changes.iter().take(10) {
+        let _ = writeln!(s, "  {}", ch.message);
+    }
+    if st.changes.len() > 10 {
+        let _ = writeln!(s, "  ... and {} more (see --json)", st.changes.len() - 10);
+    }
+    s
+}
+
 /// Text printed by `driftscope bisect`.
 pub fn bisect_text(c: &Comparison, color: bool) -> String {
     use std::fmt::Write;
@@ -180,6 +216,7 @@ pub fn bisect_text(c: &Comparison, color: bool) -> String {
             c.unmatched_candidate.len()
         );
     }
+    s.push_str(&structure_lines(c));
     if color {
         format!("\x1b[1m{s}\x1b[0m")
     } else {
