@@ -3,6 +3,7 @@
 //! sequence alignment of the calls ([`structure`], docs/alignment.md).
 
 pub mod diff;
+pub mod padding;
 pub mod structure;
 
 use crate::dump::{Dump, Entry};

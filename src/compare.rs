@@ -1,7 +1,7 @@
 //! Comparing two dumps: align, load each pair (memory-mapped), measure it in one pass, in
 //! parallel across pairs. The result is the data every report, plot and check is made from.
 
-use crate::align::{self, shapes_compatible, MatchKind};
+use crate::align::{self, padding, shapes_compatible, MatchKind};
 use crate::dump::{DType, Dump, Entry, Format, RecordedStats, Source, Task};
 use crate::metrics::{self, Metrics};
 use crate::verdict::{Analysis, Verdict};
@@ -96,6 +96,10 @@ pub struct PairReport {
     pub stats_diff: Option<StatsDiff>,
     /// Checksums equal (md5 task).
     pub checksum_equal: Option<bool>,
+    /// When one shape contains the other: the metrics are the common region's, and this
+    /// describes the padding (docs/alignment.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub padding: Option<crate::align::padding::Padding>,
     /// Why the pair could not be compared.
     pub error: Option<String>,
     /// Noise-aware verdict (see `verdict`).
@@ -220,19 +224,27 @@ pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind)
             _ => None,
         },
         checksum_equal: None,
+        padding: None,
         error: None,
         verdict: None,
         expected_err: None,
         inherited_err: None,
     };
     if let (Some(a), Some(b)) = (&re.shape, &de.shape) {
-        if !shapes_compatible(a, b) {
+        if !shapes_compatible(a, b) && !padding::fits(a, b) {
             p.status = Status::ShapeMismatch;
             return p;
         }
     }
     let absent = |e: &Entry| matches!(e.source, Source::Absent(_));
     if absent(re) || absent(de) {
+        // A padded pair needs its tensors: recorded statistics cover the padding too.
+        if let (Some(a), Some(b)) = (&re.shape, &de.shape) {
+            if !shapes_compatible(a, b) {
+                p.status = Status::ShapeMismatch;
+                return p;
+            }
+        }
         if let (Some(a), Some(b)) = (&re.checksum, &de.checksum) {
             p.status = Status::Checksum;
             p.checksum_equal = Some(a.eq_ignore_ascii_case(b));
@@ -259,10 +271,13 @@ pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind)
             p.dtype_dev = Some(b.dtype);
             p.shape_ref = Some(a.shape.clone());
             p.shape_dev = Some(b.shape.clone());
-            if !shapes_compatible(&a.shape, &b.shape) {
-                p.status = Status::ShapeMismatch;
-            } else {
+            if shapes_compatible(&a.shape, &b.shape) {
                 p.metrics = Some(metrics::measure(&a, &b));
+            } else if let Some((m, pad)) = padding::measure(&a, &b) {
+                p.metrics = Some(m);
+                p.padding = Some(pad);
+            } else {
+                p.status = Status::ShapeMismatch;
             }
         }
     }

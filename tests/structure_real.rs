@@ -391,3 +391,117 @@ fn compare_bisect_and_check_report_the_extra_call() {
     assert!(!out.contains("structural_changes"), "{out}");
     assert!(out.contains("Functional.silu.1.forward"), "{out}");
 }
+
+/// Rewrites tensor `file` (a `.pt` of shape [a, b, c] in `dev`) as an `.npy` padded along its
+/// second dimension to `to` with `fill`, as a device run compiled for a fixed sequence length
+/// records it; dump.json follows.
+fn pad_tensor(dev: &Path, file: &str, to: usize, fill: f32) {
+    let proc = proc_dir(dev);
+    let data = proc.join("dump_tensor_data");
+    let t = driftscope::dump::pt::read_single(&data.join(file))
+        .unwrap()
+        .tensor;
+    assert_eq!(t.dtype, driftscope::dump::DType::Float16);
+    let (a, b, c) = (t.shape[0], t.shape[1], t.shape[2]);
+    let fill = half::f16::from_f32(fill).to_le_bytes();
+    let mut out = Vec::new();
+    for i in 0..a {
+        out.extend_from_slice(&t.data[i * b * c * 2..(i + 1) * b * c * 2]);
+        for _ in 0..(to - b) * c {
+            out.extend_from_slice(&fill);
+        }
+    }
+    let mut header =
+        format!("{{'descr': '<f2', 'fortran_order': False, 'shape': ({a}, {to}, {c}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    npy.extend_from_slice(header.as_bytes());
+    npy.extend_from_slice(&out);
+    let npy_name = file.replace(".pt", ".npy");
+    std::fs::write(data.join(&npy_name), npy).unwrap();
+    std::fs::remove_file(data.join(file)).unwrap();
+    let json = proc.join("dump.json");
+    let mut doc = msprobe::parse_json(&std::fs::read(&json).unwrap()).unwrap();
+    fn fix(v: &mut Value, file: &str, npy: &str, shape: &Value) {
+        match v {
+            Value::Object(o) if o.get("data_name").and_then(Value::as_str) == Some(file) => {
+                o.insert("data_name".into(), npy.into());
+                o.insert("shape".into(), shape.clone());
+            }
+            Value::Object(o) => o.values_mut().for_each(|x| fix(x, file, npy, shape)),
+            Value::Array(x) => x.iter_mut().for_each(|x| fix(x, file, npy, shape)),
+            _ => {}
+        }
+    }
+    fix(&mut doc, file, &npy_name, &serde_json::json!([a, to, c]));
+    std::fs::write(&json, serde_json::to_vec(&doc).unwrap()).unwrap();
+}
+
+#[test]
+fn a_padded_tensor_is_compared_on_its_common_region() {
+    use driftscope::align::padding::Side;
+    use driftscope::compare::Status;
+    let name = "Functional.silu.0.forward.output.0";
+    let dev = edited("cuda_fp16", |_| {}, no_offset);
+    // The sequence of 32 tokens padded to 48 with zeros.
+    pad_tensor(dev.path(), &format!("{name}.pt"), 48, 0.0);
+    let (r, d) = (open(&llama("cpu_fp32")), open(dev.path()));
+    let clean = compare(
+        &r,
+        &open(&llama("cuda_fp16")),
+        &CompareOptions::default(),
+        &|| {},
+    );
+    let c = compare(&r, &d, &CompareOptions::default(), &|| {});
+    let get = |c: &Comparison| c.pairs.iter().find(|p| p.name == name).unwrap().clone();
+    let (p, p0) = (get(&c), get(&clean));
+    assert_eq!(p.status, Status::Compared);
+    assert_eq!(p.shape_dev, Some(vec![1, 48, 172]));
+    // The common region is exactly the unpadded tensor.
+    let (m, m0) = (p.metrics.unwrap(), p0.metrics.unwrap());
+    assert_eq!((m.numel, m.rel_l2_err), (m0.numel, m0.rel_l2_err));
+    let pad = p.padding.unwrap();
+    assert_eq!(pad.padded, Side::Candidate);
+    assert_eq!(pad.common, vec![1, 32, 172]);
+    assert_eq!(pad.pad, vec![(0, 0), (0, 16), (0, 0)]);
+    assert_eq!((pad.elements, pad.nonzero, pad.max_abs), (16 * 172, 0, 0.0));
+    assert_eq!(
+        c.analysis.overall,
+        Overall::WithinNoise,
+        "{}",
+        c.analysis.summary
+    );
+    // Garbage in the padding is counted.
+    let dev = edited("cuda_fp16", |_| {}, no_offset);
+    pad_tensor(dev.path(), &format!("{name}.pt"), 40, -2.5);
+    let c = compare(&r, &open(dev.path()), &CompareOptions::default(), &|| {});
+    let pad = get(&c).padding.unwrap();
+    assert_eq!(
+        (pad.elements, pad.nonzero, pad.max_abs),
+        (8 * 172, 8 * 172, 2.5)
+    );
+    // A shape that does not contain the other is still a mismatch, and check fails on it.
+    let dev = edited("cuda_fp16", |_| {}, no_offset);
+    pad_tensor(dev.path(), &format!("{name}.pt"), 48, 0.0);
+    let json = proc_dir(dev.path()).join("dump.json");
+    let text = std::fs::read_to_string(&json)
+        .unwrap()
+        .replace("[1,48,172]", "[1,172,48]");
+    std::fs::write(&json, text).unwrap();
+    let c = compare(&r, &open(dev.path()), &CompareOptions::default(), &|| {});
+    assert_eq!(get(&c).status, Status::ShapeMismatch);
+    let (code, out, _) = run(&[
+        std::ffi::OsStr::new("check"),
+        llama("cpu_fp32").as_os_str(),
+        dev.path().as_os_str(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("Functional.silu.0.forward: reference and candidate shapes differ"),
+        "{out}"
+    );
+}

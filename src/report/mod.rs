@@ -115,13 +115,38 @@ pub fn write_atomic(path: &Path, bytes: &[u8], inputs: &[PathBuf]) -> anyhow::Re
     Ok(())
 }
 
-/// Lines saying what aligning the call streams found: how they were paired and each run of
-/// extra or missing calls (at most 10; the JSON has all). Empty when the streams agree.
+/// Lines saying what aligning the two runs found: pairs compared on the common region of
+/// padded shapes, how the call streams were paired and each run of extra or missing calls (at
+/// most 10; the JSON has all). Empty when the runs agree.
 pub fn structure_lines(c: &Comparison) -> String {
     use crate::align::structure::AlignMethod;
     use std::fmt::Write;
     let st = &c.structure;
     let mut s = String::new();
+    let padded: Vec<&crate::compare::PairReport> =
+        c.pairs.iter().filter(|p| p.padding.is_some()).collect();
+    if let (Some(p), Some(pad)) = (
+        padded.first(),
+        padded.first().and_then(|p| p.padding.as_ref()),
+    ) {
+        let (side, big, small) = match pad.padded {
+            crate::align::padding::Side::Candidate => ("candidate", &p.shape_dev, &p.shape_ref),
+            crate::align::padding::Side::Reference => ("reference", &p.shape_ref, &p.shape_dev),
+        };
+        let _ = writeln!(
+            s,
+            "padded: {} pair(s) compared on their common region; first: {} ({side} {:?} pads \
+             {:?} by {:?}; {} of {} padding elements non-zero, max |x| {})",
+            padded.len(),
+            p.name,
+            big.as_deref().unwrap_or_default(),
+            small.as_deref().unwrap_or_default(),
+            pad.pad,
+            pad.nonzero,
+            pad.elements,
+            fmt_f(pad.max_abs)
+        );
+    }
     if st.method == AlignMethod::Names && st.changes.is_empty() {
         return s;
     }
