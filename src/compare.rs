@@ -1,6 +1,7 @@
 //! Comparing two dumps: align, load each pair (memory-mapped), measure it in one pass, in
 //! parallel across pairs. The result is the data every report, plot and check is made from.
 
+use crate::align::structure::ChangeKind;
 use crate::align::{self, padding, shapes_compatible, MatchKind};
 use crate::dump::{DType, Dump, Entry, Format, RecordedStats, Source, Task};
 use crate::metrics::{self, Metrics};
@@ -188,6 +189,21 @@ impl Comparison {
                 p.name_dev = Some(dev.to_string());
             }
         }
+        // Calls whose tensors the mappings paired or fused are not extra or missing.
+        let within = |name: &str, place: &str| {
+            name.len() > place.len()
+                && name.starts_with(place)
+                && name[place.len()..].starts_with('.')
+        };
+        let (pairs, fused) = (&self.pairs, &m.fused);
+        self.structure.drop_covered(|kind, place| match kind {
+            ChangeKind::Missing => {
+                pairs.iter().any(|p| p.place == place) || fused.iter().any(|f| within(f, place))
+            }
+            ChangeKind::Extra => pairs
+                .iter()
+                .any(|p| within(p.name_dev.as_deref().unwrap_or(&p.name), place)),
+        });
     }
 }
 

@@ -89,12 +89,17 @@ fn edited(
     dir
 }
 
-/// Points every `data_name` of a record from `old` to `new` and copies its file.
+/// Points every `data_name` of a record to call `new` and copies its file.
 fn rename_tensors(v: &mut Value, old: &str, new: &str, src: &Path, dst: &Path) {
     match v {
         Value::Object(o) => {
             if let Some(Value::String(dn)) = o.get_mut("data_name") {
-                let to = format!("{new}{}", &dn[old.len()..]);
+                // The file's name within its call: after `.forward` (a fused record may hold
+                // tensors of other calls).
+                let at = dn
+                    .find(".forward.")
+                    .map_or(old.len(), |i| i + ".forward".len());
+                let to = format!("{new}{}", &dn[at..]);
                 std::fs::copy(
                     src.join("dump_tensor_data").join(&*dn),
                     dst.join("dump_tensor_data").join(&to),
@@ -503,5 +508,74 @@ fn a_padded_tensor_is_compared_on_its_common_region() {
     assert!(
         out.contains("Functional.silu.0.forward: reference and candidate shapes differ"),
         "{out}"
+    );
+}
+
+#[test]
+fn a_fused_run_of_calls_gets_a_fusion_map_proposal() {
+    // The final RMSNorm (pow, mean, add, rsqrt, mul, mul) as one fused device kernel: the
+    // first call's input in, the last call's output out. (The last one: a fused kernel earlier
+    // renumbers later calls of these APIs, and `--fusion-map` pairs by reference names, which
+    // the renumbered device names then shadow; docs/alignment.md.)
+    let norm = [
+        "Tensor.pow.8.forward",
+        "Tensor.mean.8.forward",
+        "Tensor.__add__.31.forward",
+        "Torch.rsqrt.8.forward",
+        "Tensor.__mul__.42.forward",
+        "Tensor.__mul__.43.forward",
+    ];
+    let dev = edited(
+        "cuda_fp16",
+        |calls| {
+            let at = calls.iter().position(|(p, _)| p == norm[0]).unwrap();
+            assert_eq!(calls[at + 5].0, norm[5]);
+            let rec = serde_json::json!({
+                "input_args": [calls[at].1["input_args"][0].clone()],
+                "input_kwargs": {},
+                "output": [calls[at + 5].1["output"][0].clone()],
+            });
+            calls.splice(
+                at..at + 6,
+                [("NPU.npu_rms_norm.0.forward".to_string(), rec)],
+            );
+        },
+        no_offset,
+    );
+    let (r, mut d) = (open(&llama("cpu_fp32")), open(dev.path()));
+    let o = CompareOptions::default();
+    let c = compare(&r, &d, &o, &|| {});
+    let s = &c.structure;
+    let kinds: Vec<_> = s.changes.iter().map(|c| (c.kind, c.calls.len())).collect();
+    assert_eq!(kinds, [(ChangeKind::Missing, 6), (ChangeKind::Extra, 1)]);
+    let want: Vec<String> = norm.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        s.fusion_proposal.get("NPU.npu_rms_norm.0.forward"),
+        Some(&want),
+        "{:?}",
+        s.fusion_proposal
+    );
+    // Confirmed, the proposal pairs the kernel's boundary tensors, and nothing is left extra,
+    // missing or divergent.
+    let opts = driftscope::align::MappingOptions {
+        fusion: s.fusion_proposal.clone().into_iter().collect(),
+        ..Default::default()
+    };
+    let m = driftscope::align::remap(&r.entries, &mut d.entries, &opts);
+    let mut c = compare(&r, &d, &o, &|| {});
+    c.mark_remapped(&m);
+    for t in [
+        "Tensor.pow.8.forward.input.0",
+        "Tensor.__mul__.43.forward.output.0",
+    ] {
+        let p = c.pairs.iter().find(|p| p.name == t).unwrap();
+        assert_eq!(p.matched_by, MatchKind::Mapped, "{t}");
+    }
+    assert!(c.structure.changes.is_empty(), "{:?}", c.structure.changes);
+    assert_eq!(
+        c.analysis.overall,
+        Overall::WithinNoise,
+        "{}",
+        c.analysis.summary
     );
 }

@@ -88,6 +88,13 @@ pub struct Structure {
     pub reshaped: usize,
     /// Runs of extra and missing calls, in execution order.
     pub changes: Vec<StructuralChange>,
+    /// A proposed `--fusion-map` (device call -> the reference calls it replaces), for each
+    /// place where one device call stands where the reference ran others and its first input
+    /// and first output have the shapes of the first reference call's input and the last one's
+    /// output (a fused kernel or a compiled region). For the user to confirm: the tensors meet
+    /// only once the map is given.
+    #[serde(default)]
+    pub fusion_proposal: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Structure {
@@ -217,7 +224,7 @@ pub fn align(reference: &[Entry], candidate: &[Entry]) -> Alignment {
         .any(|c| strip_counter(c.named) != c.named);
     if let Some(p) = name_pairs(&by_name, reference, candidate, &rc, &dc) {
         let mut al = by_name;
-        al.structure = summary(&rc, &dc, &p, AlignMethod::Names);
+        al.structure = summary(&rc, &dc, &p, AlignMethod::Names, reference, candidate);
         return al;
     }
     if !counters {
@@ -225,7 +232,7 @@ pub fn align(reference: &[Entry], candidate: &[Entry]) -> Alignment {
         // structure only when that pairing keeps the order.
         let mut al = by_name;
         if let Some(p) = monotone_place_pairs(&al, reference, candidate, &rc, &dc) {
-            al.structure = summary(&rc, &dc, &p, AlignMethod::Names);
+            al.structure = summary(&rc, &dc, &p, AlignMethod::Names, reference, candidate);
         }
         return al;
     }
@@ -279,7 +286,7 @@ pub fn align(reference: &[Entry], candidate: &[Entry]) -> Alignment {
     al.pairs.sort_by_key(|p| p.reference);
     al.unmatched_reference = (0..reference.len()).filter(|&i| !ref_used[i]).collect();
     al.unmatched_candidate = (0..candidate.len()).filter(|&i| !used[i]).collect();
-    al.structure = summary(&rc, &dc, &pairs, method);
+    al.structure = summary(&rc, &dc, &pairs, method, reference, candidate);
     al
 }
 
@@ -585,7 +592,14 @@ fn api_label(place: &str) -> String {
 }
 
 /// The structural findings of call pairs `pairs` (increasing in both).
-fn summary(rc: &[Call], dc: &[Call], pairs: &[(usize, usize)], method: AlignMethod) -> Structure {
+fn summary(
+    rc: &[Call],
+    dc: &[Call],
+    pairs: &[(usize, usize)],
+    method: AlignMethod,
+    reference: &[Entry],
+    candidate: &[Entry],
+) -> Structure {
     let mut s = Structure {
         method,
         calls_reference: rc.len(),
@@ -600,6 +614,7 @@ fn summary(rc: &[Call], dc: &[Call], pairs: &[(usize, usize)], method: AlignMeth
             .filter(|&&(i, j)| rc[i].sig != dc[j].sig)
             .count(),
         changes: Vec::new(),
+        fusion_proposal: Default::default(),
     };
     let end_order = rc.last().map_or(0, |c| c.order + 1);
     let mut prev: Option<(usize, usize)> = None;
@@ -616,6 +631,32 @@ fn summary(rc: &[Call], dc: &[Call], pairs: &[(usize, usize)], method: AlignMeth
                 before.clone(),
                 rc[i0].order,
             ));
+        }
+        if i1 > i0 && j1 == j0 + 1 {
+            let (first, last) = (&rc[i0], &rc[i1 - 1]);
+            let shape = |c: &Call, e: &[Entry], role: &str| {
+                e[c.entries.clone()]
+                    .iter()
+                    .find(|x| suffix(x) == format!(".{role}.0"))
+                    .and_then(|x| x.shape.clone())
+            };
+            let fits = |a: Option<Vec<usize>>, b: Option<Vec<usize>>| {
+                a.zip(b)
+                    .is_some_and(|(a, b)| super::shapes_compatible(&a, &b))
+            };
+            let fused = &dc[j0];
+            if fits(
+                shape(first, reference, "input"),
+                shape(fused, candidate, "input"),
+            ) && fits(
+                shape(last, reference, "output"),
+                shape(fused, candidate, "output"),
+            ) {
+                s.fusion_proposal.insert(
+                    fused.place.to_string(),
+                    rc[i0..i1].iter().map(|c| c.place.to_string()).collect(),
+                );
+            }
         }
         if j1 > j0 {
             let order = next.map_or(end_order, |(i, _)| rc[i].order);
@@ -634,49 +675,77 @@ fn change(
     before: Option<String>,
     order: usize,
 ) -> StructuralChange {
-    let mut apis: Vec<(String, usize)> = Vec::new();
-    for c in calls {
-        let l = api_label(c.place);
-        match apis.iter_mut().find(|(a, _)| *a == l) {
-            Some((_, n)) => *n += 1,
-            None => apis.push((l, 1)),
-        }
-    }
-    let n = calls.len();
-    let extra = if kind == ChangeKind::Extra {
-        "extra "
-    } else {
-        ""
-    };
-    let what = match apis.as_slice() {
-        [(a, _)] => format!("{n} {extra}`{a}` call{}", if n == 1 { "" } else { "s" }),
-        _ => {
-            let list: Vec<String> = apis.iter().map(|(a, k)| format!("{k} `{a}`")).collect();
-            format!("{n} {extra}calls ({})", list.join(", "))
-        }
-    };
-    let named = if n == 1 {
-        format!(" ({})", calls[0].place)
-    } else {
-        format!(" ({} .. {})", calls[0].place, calls[n - 1].place)
-    };
-    let side = match kind {
-        ChangeKind::Extra => "the device ran",
-        ChangeKind::Missing => "the device skipped",
-    };
-    let at = match (&after, &before) {
-        (Some(a), _) => format!("after `{a}`"),
-        (None, Some(b)) => format!("before `{b}`"),
-        (None, None) => "with nothing paired".to_string(),
-    };
-    StructuralChange {
+    let mut c = StructuralChange {
         kind,
         calls: calls.iter().map(|c| c.place.to_string()).collect(),
-        apis,
-        message: format!("{side} {what}{named} {at}"),
+        apis: Vec::new(),
+        message: String::new(),
         after,
         before,
         order,
+    };
+    c.describe();
+    c
+}
+
+impl StructuralChange {
+    /// Fills `apis` and `message` from the other fields.
+    fn describe(&mut self) {
+        let mut apis: Vec<(String, usize)> = Vec::new();
+        for c in &self.calls {
+            let l = api_label(c);
+            match apis.iter_mut().find(|(a, _)| *a == l) {
+                Some((_, n)) => *n += 1,
+                None => apis.push((l, 1)),
+            }
+        }
+        let n = self.calls.len();
+        let extra = if self.kind == ChangeKind::Extra {
+            "extra "
+        } else {
+            ""
+        };
+        let what = match apis.as_slice() {
+            [(a, _)] => format!("{n} {extra}`{a}` call{}", if n == 1 { "" } else { "s" }),
+            _ => {
+                let list: Vec<String> = apis.iter().map(|(a, k)| format!("{k} `{a}`")).collect();
+                format!("{n} {extra}calls ({})", list.join(", "))
+            }
+        };
+        let named = match self.calls.as_slice() {
+            [one] => format!(" ({one})"),
+            [first, .., last] => format!(" ({first} .. {last})"),
+            [] => String::new(),
+        };
+        let side = match self.kind {
+            ChangeKind::Extra => "the device ran",
+            ChangeKind::Missing => "the device skipped",
+        };
+        let at = match (&self.after, &self.before) {
+            (Some(a), _) => format!("after `{a}`"),
+            (None, Some(b)) => format!("before `{b}`"),
+            (None, None) => "with nothing paired".to_string(),
+        };
+        self.apis = apis;
+        self.message = format!("{side} {what}{named} {at}");
+    }
+}
+
+impl Structure {
+    /// Drops from the changes the calls that `covered` says are accounted for (a mapping
+    /// file or `--fusion-map` paired their tensors after all), rewriting the messages.
+    pub fn drop_covered(&mut self, covered: impl Fn(ChangeKind, &str) -> bool) {
+        for c in &mut self.changes {
+            let before = c.calls.len();
+            let kind = c.kind;
+            c.calls.retain(|p| !covered(kind, p));
+            if c.calls.len() != before {
+                c.describe();
+            }
+        }
+        self.changes.retain(|c| !c.calls.is_empty());
+        self.fusion_proposal
+            .retain(|fused, _| !covered(ChangeKind::Extra, fused));
     }
 }
 

@@ -173,6 +173,14 @@ pub fn structure_lines(c: &Comparison) -> String {
     if st.changes.len() > 10 {
         let _ = writeln!(s, "  ... and {} more (see --json)", st.changes.len() - 10);
     }
+    if !st.fusion_proposal.is_empty() {
+        let _ = writeln!(
+            s,
+            "proposed --fusion-map (check it, save it as a .json file and pass it with \
+             --fusion-map): {}",
+            serde_json::to_string(&st.fusion_proposal).unwrap_or_default()
+        );
+    }
     s
 }
 
