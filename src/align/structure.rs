@@ -943,6 +943,34 @@ mod tests {
     }
 
     #[test]
+    fn a_hundred_thousand_calls_with_a_few_extra_ones_align_within_the_bound() {
+        // 2000 layers of 50 calls (widths vary within a layer), three extra calls on the
+        // device at three places: every other call meets its counterpart.
+        let apis = ["linear", "add", "mul", "silu", "matmul"];
+        let layer = |l: usize| -> Vec<(&str, usize, f64)> {
+            (0..50)
+                .map(|k| (apis[k % 5], 8 + k, (l * 50 + k) as f64))
+                .collect()
+        };
+        let r: Vec<_> = (0..2000).flat_map(layer).collect();
+        let mut d = r.clone();
+        for at in [70_000, 20_000, 5] {
+            d.insert(at, ("add", 999, 0.5));
+        }
+        let (re, de) = (stream(&r), stream(&d));
+        let al = align(&re, &de);
+        let s = &al.structure;
+        assert_eq!(s.method, AlignMethod::Signatures);
+        assert_eq!((s.paired, s.changes.len()), (100_000, 3));
+        assert!(s.changes.iter().all(|c| c.kind == ChangeKind::Extra));
+        // Pairs meet the same recorded norm (the call's identity here).
+        for p in &al.pairs {
+            let norm = |e: &Entry| e.stats.unwrap().norm;
+            assert_eq!(norm(&re[p.reference]), norm(&de[p.candidate]));
+        }
+    }
+
+    #[test]
     fn dumps_without_counters_keep_names() {
         let mk = |names: &[&str]| -> Vec<Entry> {
             names
