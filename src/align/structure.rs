@@ -13,8 +13,11 @@
 //! 2. otherwise a Myers diff over signatures, bounded in its edit distance; past the bound, a
 //!    diff over API names alone; past that too, exact-name anchors (longest increasing chain)
 //!    with bounded diffs between them;
-//! 3. calls left unpaired between two paired ones are paired by API name where they can be
-//!    (same call, other shapes: padding, bucketing); the rest are extra or missing calls.
+//! 3. a run of extra or missing calls inside a repeating stretch (identical layers) is moved to
+//!    where the paired calls' recorded statistics agree best;
+//! 4. calls left unpaired between two paired ones are paired by API name where they can be
+//!    (same call, other shapes: padding, bucketing); the rest are extra or missing calls, and
+//!    one device call standing for a run of reference calls is proposed as a `--fusion-map`.
 
 use super::diff;
 use super::{normalize, strip_counter, Alignment, MatchKind, Pair};
@@ -361,7 +364,7 @@ fn monotone_place_pairs(
     p.windows(2).all(|w| w[0].1 < w[1].1).then_some(p)
 }
 
-/// Aligns the call streams (steps 2 and 3 of the module documentation).
+/// Aligns the call streams (steps 2 to 4 of the module documentation).
 fn sequence_pairs(
     rc: &[Call],
     dc: &[Call],
@@ -410,7 +413,7 @@ fn sequence_pairs(
         &|i, j| a_sig[i] == b_sig[j],
         cost,
     );
-    // Step 3: calls of the same API left between two paired calls are the same call with
+    // Step 4: calls of the same API left between two paired calls are the same call with
     // other shapes.
     let mut out = Vec::with_capacity(pairs.len());
     fill_gaps(&pairs, rc.len(), dc.len(), &mut out, |ra, rb| {
