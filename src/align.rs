@@ -1,5 +1,10 @@
-//! Pairing the entries of two dumps: exact names first, then msprobe-aware names. O(n) with
-//! hash maps, so 100k+ entries pair in milliseconds.
+//! Pairing the entries of two dumps: exact names first, then msprobe-aware names, O(n) with
+//! hash maps; when the two call streams disagree (an extra, missing or renumbered call), by
+//! sequence alignment of the calls ([`structure`], docs/alignment.md).
+
+pub mod diff;
+pub mod padding;
+pub mod structure;
 
 pub mod layer;
 
@@ -20,6 +25,9 @@ pub enum MatchKind {
     Mapped,
     /// Paired by `--fuzzy` (API name without call counters, in order).
     Fuzzy,
+    /// Paired by aligning the call streams: the names differ (counters renumbered by an extra
+    /// or missing call).
+    Structural,
 }
 
 /// A reference entry and its candidate counterpart (indices into each dump's entries).
@@ -42,6 +50,8 @@ pub struct Alignment {
     pub unmatched_reference: Vec<usize>,
     /// Candidate entries with no counterpart, in order.
     pub unmatched_candidate: Vec<usize>,
+    /// What the alignment of the call streams found (extra and missing calls).
+    pub structure: structure::Structure,
 }
 
 /// Name normalisation for the second matching round. Keyword arguments are inputs, as in
@@ -58,12 +68,13 @@ pub fn normalize(name: &str) -> String {
         .replace("MintFunctional.", "Functional.")
 }
 
-/// Pairs `reference` and `candidate` entries.
+/// Pairs `reference` and `candidate` entries: by name when their call streams agree, by
+/// structure otherwise ([`structure::align`]).
 pub fn align(reference: &Dump, candidate: &Dump) -> Alignment {
-    align_entries(&reference.entries, &candidate.entries)
+    structure::align(&reference.entries, &candidate.entries)
 }
 
-/// Pairs two entry lists (see [`align`]).
+/// Pairs two entry lists by name alone: exact, then normalised.
 pub fn align_entries(reference: &[Entry], candidate: &[Entry]) -> Alignment {
     let mut by_name: HashMap<&str, usize> = HashMap::with_capacity(candidate.len());
     for (i, e) in candidate.iter().enumerate() {

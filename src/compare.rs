@@ -1,7 +1,8 @@
 //! Comparing two dumps: align, load each pair (memory-mapped), measure it in one pass, in
 //! parallel across pairs. The result is the data every report, plot and check is made from.
 
-use crate::align::{self, shapes_compatible, MatchKind};
+use crate::align::structure::ChangeKind;
+use crate::align::{self, padding, shapes_compatible, MatchKind};
 use crate::dump::{DType, Dump, Entry, Format, RecordedStats, Role, Source, Task};
 use crate::metrics::{self, Metrics};
 use crate::verdict::{Analysis, Verdict};
@@ -115,6 +116,10 @@ pub struct PairReport {
     pub recorded_dev: Option<RecordedStats>,
     /// Checksums equal (md5 task).
     pub checksum_equal: Option<bool>,
+    /// When one shape contains the other: the metrics are the common region's, and this
+    /// describes the padding (docs/alignment.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub padding: Option<crate::align::padding::Padding>,
     /// Why the pair could not be compared.
     pub error: Option<String>,
     /// Noise-aware verdict (see `verdict`).
@@ -175,6 +180,9 @@ pub struct Comparison {
     pub unmatched_reference: Vec<String>,
     /// Candidate tensor names with no reference counterpart.
     pub unmatched_candidate: Vec<String>,
+    /// Extra and missing calls found by aligning the call streams (docs/alignment.md).
+    #[serde(default)]
+    pub structure: crate::align::structure::Structure,
     /// Noise-aware analysis: first divergence, ranking, overall verdict.
     pub analysis: Analysis,
 }
@@ -210,6 +218,26 @@ impl Comparison {
             if let Some(o) = own.get(n.as_str()) {
                 *n = o.to_string();
             }
+        }
+        // Calls whose tensors the mappings paired or fused are not extra or missing.
+        let within = |name: &str, place: &str| {
+            name.len() > place.len()
+                && name.starts_with(place)
+                && name[place.len()..].starts_with('.')
+        };
+        let (pairs, fused) = (&self.pairs, &m.fused);
+        self.structure.drop_covered(|kind, place| match kind {
+            ChangeKind::Missing => {
+                pairs.iter().any(|p| p.place == place) || fused.iter().any(|f| within(f, place))
+            }
+            ChangeKind::Extra => pairs
+                .iter()
+                .any(|p| within(p.name_dev.as_deref().unwrap_or(&p.name), place)),
+        });
+        // Reference tensors a fused device op covers are fused, not unmatched.
+        if !m.fused.is_empty() {
+            let f: std::collections::HashSet<&str> = m.fused.iter().map(String::as_str).collect();
+            self.unmatched_reference.retain(|n| !f.contains(n.as_str()));
         }
     }
 }
@@ -249,19 +277,27 @@ pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind)
         recorded_ref: re.stats.filter(RecordedStats::any),
         recorded_dev: de.stats.filter(RecordedStats::any),
         checksum_equal: None,
+        padding: None,
         error: None,
         verdict: None,
         expected_err: None,
         inherited_err: None,
     };
     if let (Some(a), Some(b)) = (&re.shape, &de.shape) {
-        if !shapes_compatible(a, b) {
+        if !shapes_compatible(a, b) && !padding::fits(a, b) {
             p.status = Status::ShapeMismatch;
             return p;
         }
     }
     let absent = |e: &Entry| matches!(e.source, Source::Absent(_));
     if absent(re) || absent(de) {
+        // A padded pair needs its tensors: recorded statistics cover the padding too.
+        if let (Some(a), Some(b)) = (&re.shape, &de.shape) {
+            if !shapes_compatible(a, b) {
+                p.status = Status::ShapeMismatch;
+                return p;
+            }
+        }
         if let (Some(a), Some(b)) = (&re.checksum, &de.checksum) {
             p.status = Status::Checksum;
             p.checksum_equal = Some(a.eq_ignore_ascii_case(b));
@@ -291,14 +327,17 @@ pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind)
             p.dtype_dev = Some(b.dtype);
             p.shape_ref = Some(a.shape.clone());
             p.shape_dev = Some(b.shape.clone());
-            if !shapes_compatible(&a.shape, &b.shape) {
-                p.status = Status::ShapeMismatch;
-            } else {
+            if shapes_compatible(&a.shape, &b.shape) {
                 let mut m = metrics::measure(&a, &b);
                 if m.ref_zero_mismatch > 0 {
                     m.max_abs_at_ref_zero = Some(metrics::max_abs_at_ref_zero(&a, &b));
                 }
                 p.metrics = Some(m);
+            } else if let Some((m, pad)) = padding::measure(&a, &b) {
+                p.metrics = Some(m);
+                p.padding = Some(pad);
+            } else {
+                p.status = Status::ShapeMismatch;
             }
         }
     }
@@ -313,7 +352,7 @@ pub fn compare(
     options: &CompareOptions,
     progress: &(dyn Fn() + Sync),
 ) -> Comparison {
-    let al = align::align(reference, candidate);
+    let mut al = align::align(reference, candidate);
     let keep = |name: &str| options.filter.as_ref().is_none_or(|f| f.is_match(name));
     // Filter first, then map an indexed list: rayon writes the rows straight into the result
     // instead of collecting per-thread pieces into a list and concatenating them (which held
@@ -363,6 +402,7 @@ pub fn compare(
         pairs,
         unmatched_reference,
         unmatched_candidate,
+        structure: std::mem::take(&mut al.structure),
         analysis: Analysis::default(),
     };
     crate::verdict::judge(

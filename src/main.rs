@@ -60,15 +60,11 @@ fn open_both(a: &DumpArgs) -> anyhow::Result<(Dump, Dump, Remap)> {
 
 /// Pairs made by mapping files or `--fuzzy` say so; covered reference tensors are fused, not
 /// unmatched.
-fn mark_remapped(c: &mut Comparison, m: &Remap) {
-    c.mark_remapped(m);
-    let fused = &m.fused;
-    if !fused.is_empty() {
-        let f: std::collections::HashSet<&str> = fused.iter().map(String::as_str).collect();
-        c.unmatched_reference.retain(|n| !f.contains(n.as_str()));
+fn print_fused(m: &Remap) {
+    if !m.fused.is_empty() {
         println!(
             "fused: {} reference tensor(s) covered by fused device ops",
-            fused.len()
+            m.fused.len()
         );
     }
 }
@@ -156,20 +152,43 @@ fn color(no_color: bool) -> bool {
 }
 
 /// Exit code after a comparison: 2 when any pair could not be read (the rest was compared).
+/// Exit code after a comparison: 2 when any pair could not be read or compared (shapes that
+/// do not fit), or when nothing could be compared at all: a broken input never looks like
+/// success.
 fn input_errors(c: &Comparison) -> ExitCode {
     let errs: Vec<_> = c
         .pairs
         .iter()
         .filter(|p| p.status == Status::Error)
         .collect();
-    if errs.is_empty() {
+    let shapes: Vec<_> = c
+        .pairs
+        .iter()
+        .filter(|p| p.status == Status::ShapeMismatch)
+        .collect();
+    if let Some(p) = errs.first() {
+        eprintln!(
+            "driftscope: error: {} pair(s) could not be read; first: {}",
+            errs.len(),
+            p.error.as_deref().unwrap_or("")
+        );
+    } else if let Some(p) = shapes.first() {
+        eprintln!(
+            "driftscope: error: {} pair(s) have shapes that do not fit; first: {} ({:?} vs {:?})",
+            shapes.len(),
+            p.name,
+            p.shape_ref.as_deref().unwrap_or_default(),
+            p.shape_dev.as_deref().unwrap_or_default()
+        );
+    } else if c.pairs.is_empty() {
+        eprintln!(
+            "driftscope: error: nothing could be compared: no tensor of {} pairs with one of {}",
+            c.reference.path.display(),
+            c.candidate.path.display()
+        );
+    } else {
         return ExitCode::SUCCESS;
     }
-    eprintln!(
-        "driftscope: error: {} pair(s) could not be read; first: {}",
-        errs.len(),
-        errs[0].error.as_deref().unwrap_or("")
-    );
     ExitCode::from(2)
 }
 
@@ -180,9 +199,9 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     let (r, d, remapped) = open_both(&a.dumps)?;
     let opts = compare_options(&a.dumps, &r)?;
     let bar = driftscope::progress::bar(r.entries.len() as u64, "comparing");
-    let mut c = session::compare(&r, &d, &opts, &|| bar.inc(1));
+    let c = session::compare(&r, &d, &opts, &remapped, &|| bar.inc(1));
     bar.finish_and_clear();
-    mark_remapped(&mut c, &remapped);
+    print_fused(&remapped);
     let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
     if let Some(p) = &a.json {
         report::write_atomic(p, &report_json(&c, &remapped.fused)?, &inputs)?;
@@ -261,7 +280,10 @@ fn rank_errors(m: &MultiRank) -> ExitCode {
         code = ExitCode::from(2);
     }
     for r in &m.ranks {
-        if r.report.pairs.iter().any(|p| p.status == Status::Error) {
+        let broken = |p: &driftscope::compare::PairReport| {
+            matches!(p.status, Status::Error | Status::ShapeMismatch)
+        };
+        if r.report.pairs.is_empty() || r.report.pairs.iter().any(broken) {
             eprint!("rank {}: ", r.rank);
             code = input_errors(&r.report);
         }
@@ -274,8 +296,8 @@ fn run_compare_ranks(a: CompareArgs) -> anyhow::Result<ExitCode> {
         let ra = rank_args(&a.dumps, k, rp, dp)?;
         let (r, d, remapped) = open_both(&ra)?;
         let opts = compare_options(&ra, &r)?;
-        let mut c = session::compare(&r, &d, &opts, &|| {});
-        mark_remapped(&mut c, &remapped);
+        let c = session::compare(&r, &d, &opts, &remapped, &|| {});
+        print_fused(&remapped);
         Ok((c, remapped.fused))
     })?;
     let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
@@ -373,8 +395,8 @@ fn bisect_dumps(
         }
         None => None,
     };
-    let mut c = session::bisect(r, d, baseline.as_ref(), &opts, exhaustive)?;
-    mark_remapped(&mut c, remapped);
+    let c = session::bisect(r, d, baseline.as_ref(), &opts, remapped, exhaustive)?;
+    print_fused(remapped);
     Ok(c)
 }
 
@@ -470,9 +492,9 @@ fn nightly_compare(
     let mut opts = compare_options(a, &r)?;
     opts.noise = cfg.noise_options(a.read.fp32_matmul);
     let bar = driftscope::progress::bar(r.entries.len() as u64, "comparing");
-    let mut c = session::compare(&r, &d, &opts, &|| bar.inc(1));
+    let c = session::compare(&r, &d, &opts, &remapped, &|| bar.inc(1));
     bar.finish_and_clear();
-    mark_remapped(&mut c, &remapped);
+    print_fused(&remapped);
     let code = input_errors(&c);
     if code != ExitCode::SUCCESS {
         return Ok(Err(code));
@@ -590,8 +612,8 @@ fn run_report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let mut runs = Vec::new();
     let mut used: Vec<&Dump> = Vec::new();
     for (p, (d, m)) in a.candidates.iter().zip(&devs) {
-        let mut c = session::bisect(&r, d, base.as_ref().map(|b| &b.0), &opts, true)?;
-        mark_remapped(&mut c, m);
+        let c = session::bisect(&r, d, base.as_ref().map(|b| &b.0), &opts, m, true)?;
+        print_fused(m);
         runs.push(Run {
             label: label(p),
             comparison: c,
@@ -599,8 +621,8 @@ fn run_report(a: ReportArgs) -> anyhow::Result<ExitCode> {
         used.push(d);
     }
     if let (Some(p), Some((b, m))) = (&a.baseline, &base) {
-        let mut c = session::compare(&r, b, &opts, &|| {});
-        mark_remapped(&mut c, m);
+        let c = session::compare(&r, b, &opts, m, &|| {});
+        print_fused(m);
         runs.push(Run {
             label: format!("{} (baseline)", label(p)),
             comparison: c,
@@ -662,8 +684,8 @@ fn run_export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     }
     let (r, d, remapped) = open_both(&a.dumps)?;
     let opts = compare_options(&a.dumps, &r)?;
-    let mut c = compare(&r, &d, &opts, &|| {});
-    mark_remapped(&mut c, &remapped);
+    let c = session::compare(&r, &d, &opts, &remapped, &|| {});
+    print_fused(&remapped);
     let tree = driftscope::hierarchy::Hierarchy::of(&r);
     if let Some(n) = &tree.note {
         eprintln!("driftscope: warning: {n}");

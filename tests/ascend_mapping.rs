@@ -63,15 +63,21 @@ fn fuzzy_match_pairs_renumbered_calls_and_finds_the_fault() {
     let t = tempfile::tempdir().unwrap();
     let dev = renumbered(t.path());
     let j = t.path().join("r.json");
+    // Without --fuzzy, aligning the call streams pairs the renumbered calls too
+    // (tests/structure_real.rs); --fuzzy names them so.
     let (_, v, _) = compare(&dev, &j, &[]);
-    let unmatched = v["unmatched_reference"].as_array().unwrap();
-    assert!(unmatched
-        .iter()
-        .any(|n| n == "Functional.silu.1.forward.output.0"));
-    assert_ne!(
+    assert_eq!(v["unmatched_reference"].as_array().unwrap().len(), 0);
+    assert_eq!(
         v["analysis"]["first_divergence"]["name"],
         "Functional.silu.1.forward"
     );
+    let silu = v["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Functional.silu.1.forward.output.0")
+        .unwrap();
+    assert_eq!(silu["matched_by"], "structural");
     let (code, v, err) = compare(&dev, &j, &["--fuzzy"]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("by --fuzzy"), "{err}");
@@ -167,12 +173,16 @@ fn data_mapping_yaml_pairs_named_places() {
     let text = std::fs::read_to_string(&csv).unwrap();
     assert!(text.lines().any(|l| l
         .starts_with("Functional.silu.11.forward.output.0,Functional.silu.1.forward.output.0,")));
-    // silu.1's input was not mapped.
-    assert!(v["unmatched_reference"]
+    // silu.1's input was not mapped: aligning the call streams pairs it.
+    let input = v["pairs"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|n| n == "Functional.silu.1.forward.input.0"));
+        .find(|p| p["name"] == "Functional.silu.1.forward.input.0")
+        .unwrap();
+    assert_eq!(input["matched_by"], "structural");
+    assert_eq!(input["name_dev"], "Functional.silu.11.forward.input.0");
+    assert_eq!(v["unmatched_reference"].as_array().unwrap().len(), 0);
     // A malformed mapping file is an input error.
     std::fs::write(&map, "a:\n  - b\n").unwrap();
     let o = Command::new(bin())

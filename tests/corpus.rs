@@ -73,8 +73,9 @@ fn judge(c: &Case) -> (Outcome, Outcome) {
             kind: f.map(|f| f.kind.name().to_string()),
         }
     };
-    let full = outcome(session::compare(&r, &d, &o, &|| {}));
-    let bisect = outcome(session::bisect(&r, &d, None, &o, false).unwrap());
+    let none = Default::default();
+    let full = outcome(session::compare(&r, &d, &o, &none, &|| {}));
+    let bisect = outcome(session::bisect(&r, &d, None, &o, &none, false).unwrap());
     (full, bisect)
 }
 

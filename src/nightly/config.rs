@@ -69,6 +69,9 @@ pub struct Coverage {
     pub max_unmatched_reference: Option<usize>,
     /// Fail when more baseline places than this are missing from the run (with `--baseline`).
     pub max_vanished: Option<usize>,
+    /// Fail when the call streams differ by more runs of extra or missing calls than this
+    /// (docs/alignment.md); unset: 0, any structural change fails.
+    pub max_structural_changes: Option<usize>,
 }
 
 /// Noise-model options (defaults: the library's).

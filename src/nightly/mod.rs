@@ -420,6 +420,14 @@ pub fn check(
         cfg.config.coverage.max_unmatched_reference,
         "reference tensors with no candidate counterpart",
     );
+    coverage(
+        "structural_changes",
+        c.structure.changes.len(),
+        Some(cfg.config.coverage.max_structural_changes.unwrap_or(0)),
+        c.structure
+            .first_change()
+            .map_or("", |ch| ch.message.as_str()),
+    );
     if baseline.is_some() {
         coverage(
             "vanished",

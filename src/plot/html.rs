@@ -158,6 +158,7 @@ pub fn render(reference: &Dump, runs: &[Run], devs: &[&Dump]) -> anyhow::Result<
             "overall": c.analysis.overall,
             "method": c.analysis.method,
             "first": c.analysis.first_divergence,
+            "structure": c.structure.changes.iter().map(|ch| &ch.message).collect::<Vec<_>>(),
             "points": points,
             "pairs": pairs_json(c, &tree),
         }));

@@ -116,6 +116,75 @@ pub fn write_atomic(path: &Path, bytes: &[u8], inputs: &[PathBuf]) -> anyhow::Re
     Ok(())
 }
 
+/// Lines saying what aligning the two runs found: pairs compared on the common region of
+/// padded shapes, how the call streams were paired and each run of extra or missing calls (at
+/// most 10; the JSON has all). Empty when the runs agree.
+pub fn structure_lines(c: &Comparison) -> String {
+    use crate::align::structure::AlignMethod;
+    use std::fmt::Write;
+    let st = &c.structure;
+    let mut s = String::new();
+    let padded: Vec<&crate::compare::PairReport> =
+        c.pairs.iter().filter(|p| p.padding.is_some()).collect();
+    if let (Some(p), Some(pad)) = (
+        padded.first(),
+        padded.first().and_then(|p| p.padding.as_ref()),
+    ) {
+        let (side, big, small) = match pad.padded {
+            crate::align::padding::Side::Candidate => ("candidate", &p.shape_dev, &p.shape_ref),
+            crate::align::padding::Side::Reference => ("reference", &p.shape_ref, &p.shape_dev),
+        };
+        let _ = writeln!(
+            s,
+            "padded: {} pair(s) compared on their common region; first: {} ({side} {:?} pads \
+             {:?} by {:?}; {} of {} padding elements non-zero, max |x| {})",
+            padded.len(),
+            p.name,
+            big.as_deref().unwrap_or_default(),
+            small.as_deref().unwrap_or_default(),
+            pad.pad,
+            pad.nonzero,
+            pad.elements,
+            fmt_f(pad.max_abs)
+        );
+    }
+    if st.method == AlignMethod::Names && st.changes.is_empty() {
+        return s;
+    }
+    let how = match st.method {
+        AlignMethod::Names => "by name",
+        AlignMethod::Signatures => "by sequence alignment of call signatures",
+        AlignMethod::OpTypes => "by sequence alignment of API names (signatures differ too much)",
+        AlignMethod::Anchored => "by exact-name anchors (the streams differ too much to align)",
+    };
+    let _ = writeln!(
+        s,
+        "structure: {} of {} reference and {} candidate calls paired {how}; {} renumbered, {} \
+         reshaped; {} run(s) of extra or missing calls",
+        st.paired,
+        st.calls_reference,
+        st.calls_candidate,
+        st.renumbered,
+        st.reshaped,
+        st.changes.len()
+    );
+    for ch in st.changes.iter().take(10) {
+        let _ = writeln!(s, "  {}", ch.message);
+    }
+    if st.changes.len() > 10 {
+        let _ = writeln!(s, "  ... and {} more (see --json)", st.changes.len() - 10);
+    }
+    if !st.fusion_proposal.is_empty() {
+        let _ = writeln!(
+            s,
+            "proposed --fusion-map (check it, save it as a .json file and pass it with \
+             --fusion-map): {}",
+            serde_json::to_string(&st.fusion_proposal).unwrap_or_default()
+        );
+    }
+    s
+}
+
 /// Text printed by `driftscope bisect`.
 pub fn bisect_text(c: &Comparison, color: bool) -> String {
     use std::fmt::Write;
@@ -185,6 +254,7 @@ pub fn bisect_text(c: &Comparison, color: bool) -> String {
             c.unmatched_candidate.len()
         );
     }
+    s.push_str(&structure_lines(c));
     if color {
         format!("\x1b[1m{s}\x1b[0m")
     } else {

@@ -277,6 +277,7 @@ pub fn summary(c: &Comparison, color: bool, shown: usize) -> String {
             );
         }
     }
+    s.push_str(&super::structure_lines(c));
     if a.errors > 0 {
         let _ = writeln!(
             s,

@@ -148,6 +148,7 @@ impl<'a> Lazy<'a> {
                 .map(|&i| self.d.entries[i].name.clone())
                 .filter(|n| keep(n))
                 .collect(),
+            structure: self.al.structure,
             analysis,
         }
     }

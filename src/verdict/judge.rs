@@ -600,6 +600,7 @@ mod tests {
             stats_diff: None,
             recorded_ref: None,
             recorded_dev: None,
+            padding: None,
             checksum_equal: None,
             error: None,
             verdict: None,

@@ -99,6 +99,9 @@ pub enum DivergenceKind {
     OwnError,
     /// Baseline mode: the same inputs as the baseline run, a different output: the op changed.
     OpChanged,
+    /// The runs' call streams differ: the device ran extra calls or skipped some (dynamic
+    /// control flow, a compiled region), and no number departs before that.
+    ControlFlow,
 }
 
 impl DivergenceKind {
@@ -118,6 +121,7 @@ impl DivergenceKind {
             DivergenceKind::IntegerMismatch => "integer_mismatch",
             DivergenceKind::OwnError => "own_error",
             DivergenceKind::OpChanged => "op_changed",
+            DivergenceKind::ControlFlow => "control_flow",
         }
     }
 
@@ -151,6 +155,10 @@ impl DivergenceKind {
             DivergenceKind::WeightsDiffer => {
                 Some("load the same checkpoint on both sides; check dtype casts of the weights")
             }
+            DivergenceKind::ControlFlow => Some(
+                "check the branch or loop that decides these calls (inputs, shapes, flags), or \
+                 give the fusion map that `structure.fusion_proposal` proposes",
+            ),
             DivergenceKind::OwnError => Some(
                 "run this op in float32 on the device, or check its kernel's accumulation dtype \
                  and algorithm (`driftscope replay DEV --at PLACE` shows the numbers)",

@@ -545,7 +545,8 @@
   // ---- summary ---------------------------------------------------------------------------
   $('summary').innerHTML = '<div class="muted">reference: ' + esc(D.reference || '') + ' · driftscope ' + esc(D.tool_version) + '</div>' +
     runs.map((run, r) => '<div><span class="swatch" style="background:' + color(r) + '"></span><b>' + esc(run.label) +
-      '</b>: ' + esc(run.summary) + '</div>').join('');
+      '</b>: ' + esc(run.summary) + '</div>' +
+      (run.structure || []).map((m) => '<div class="muted">structure: ' + esc(m) + '</div>').join('')).join('');
   $('legend').innerHTML = runs.map((run, r) => '<span><span class="swatch" style="background:' + color(r) + '"></span>' + esc(run.label) + '</span>').join('') +
     '<span class="muted">shaded: expected noise (' + D.noise_factor + 'x rounding), for relative L2 error</span>';
 
