@@ -130,6 +130,38 @@ pub struct PairReport {
     pub inherited_err: Option<f64>,
 }
 
+impl PairReport {
+    /// A pair named `name` of `place` in `role`, compared exactly by name, with nothing
+    /// measured yet.
+    pub fn empty(name: &str, place: &str, role: Role) -> PairReport {
+        PairReport {
+            name: name.to_string(),
+            name_dev: None,
+            place: place.to_string(),
+            role,
+            index: "0".into(),
+            order: 0,
+            op_type: None,
+            dtype_ref: None,
+            dtype_dev: None,
+            shape_ref: None,
+            shape_dev: None,
+            status: Status::Compared,
+            matched_by: MatchKind::Exact,
+            metrics: None,
+            stats_diff: None,
+            recorded_ref: None,
+            recorded_dev: None,
+            checksum_equal: None,
+            padding: None,
+            error: None,
+            verdict: None,
+            expected_err: None,
+            inherited_err: None,
+        }
+    }
+}
+
 /// What is known about one side.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DumpSummary {
@@ -185,6 +217,9 @@ pub struct Comparison {
     pub structure: crate::align::structure::Structure,
     /// Noise-aware analysis: first divergence, ranking, overall verdict.
     pub analysis: Analysis,
+    /// Reference tensors covered by fused device ops (`--fusion-map`): not unmatched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fused_reference: Vec<String>,
 }
 
 impl Comparison {
@@ -238,6 +273,7 @@ impl Comparison {
         if !m.fused.is_empty() {
             let f: std::collections::HashSet<&str> = m.fused.iter().map(String::as_str).collect();
             self.unmatched_reference.retain(|n| !f.contains(n.as_str()));
+            self.fused_reference = m.fused.clone();
         }
     }
 }
@@ -256,10 +292,7 @@ pub struct CompareOptions {
 /// Measures one pair of entries (loading both tensors).
 pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind) -> PairReport {
     let mut p = PairReport {
-        name: re.name.clone(),
         name_dev: (de.name != re.name).then(|| de.name.clone()),
-        place: re.place.clone(),
-        role: re.role,
         index: re.index.clone(),
         order: re.order,
         op_type: re.op_type.clone().or_else(|| de.op_type.clone()),
@@ -267,21 +300,14 @@ pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind)
         dtype_dev: de.dtype,
         shape_ref: re.shape.clone(),
         shape_dev: de.shape.clone(),
-        status: Status::Compared,
         matched_by: kind,
-        metrics: None,
         stats_diff: match (&re.stats, &de.stats) {
             (Some(a), Some(b)) => Some(StatsDiff::new(a, b)),
             _ => None,
         },
         recorded_ref: re.stats.filter(RecordedStats::any),
         recorded_dev: de.stats.filter(RecordedStats::any),
-        checksum_equal: None,
-        padding: None,
-        error: None,
-        verdict: None,
-        expected_err: None,
-        inherited_err: None,
+        ..PairReport::empty(&re.name, &re.place, re.role)
     };
     if let (Some(a), Some(b)) = (&re.shape, &de.shape) {
         if !shapes_compatible(a, b) && !padding::fits(a, b) {
@@ -344,6 +370,15 @@ pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind)
     p
 }
 
+/// What a comparison of two dumps can compare: tensors only when both hold them.
+pub fn mode_of(reference: &Dump, candidate: &Dump) -> Task {
+    match (reference.task, candidate.task) {
+        (Task::Tensor, Task::Tensor) => Task::Tensor,
+        (Task::Md5, _) | (_, Task::Md5) => Task::Md5,
+        _ => Task::Statistics,
+    }
+}
+
 /// Compares two dumps: every pair is read and measured, then judged by the noise model.
 /// `progress` is called once per finished pair.
 pub fn compare(
@@ -388,11 +423,7 @@ pub fn compare(
         .map(|&i| candidate.entries[i].name.clone())
         .filter(|n| keep(n))
         .collect();
-    let mode = match (reference.task, candidate.task) {
-        (Task::Tensor, Task::Tensor) => Task::Tensor,
-        (Task::Md5, _) | (_, Task::Md5) => Task::Md5,
-        _ => Task::Statistics,
-    };
+    let mode = mode_of(reference, candidate);
     let mut c = Comparison {
         schema_version: SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -404,6 +435,7 @@ pub fn compare(
         unmatched_candidate,
         structure: std::mem::take(&mut al.structure),
         analysis: Analysis::default(),
+        fused_reference: Vec::new(),
     };
     crate::verdict::judge(
         &mut c,

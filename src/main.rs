@@ -69,18 +69,6 @@ fn print_fused(m: &Remap) {
     }
 }
 
-/// The JSON report, with `fused_reference` when some reference tensors were fused.
-fn report_json(c: &Comparison, fused: &[String]) -> anyhow::Result<Vec<u8>> {
-    if fused.is_empty() {
-        return report::json::Json.serialize(c);
-    }
-    let mut v = serde_json::to_value(c)?;
-    v["fused_reference"] = serde_json::json!(fused);
-    let mut b = serde_json::to_vec_pretty(&v)?;
-    b.push(b'\n');
-    Ok(b)
-}
-
 /// `--data-mapping`, `--layer-mapping`, `--fuzzy`: renames device entries to the reference
 /// names they pair with.
 fn remap(a: &MappingArgs, r: &Dump, d: &mut Dump) -> anyhow::Result<Remap> {
@@ -204,7 +192,7 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     print_fused(&remapped);
     let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
     if let Some(p) = &a.json {
-        report::write_atomic(p, &report_json(&c, &remapped.fused)?, &inputs)?;
+        report::write_atomic(p, &report::json::Json.serialize(&c)?, &inputs)?;
     }
     if let Some(p) = &a.csv {
         report::write_atomic(p, &report::csv::Csv.serialize(&c)?, &inputs)?;
@@ -349,7 +337,7 @@ fn run_bisect(a: BisectArgs) -> anyhow::Result<ExitCode> {
     };
     let inputs = [a.dumps.reference.clone(), a.dumps.candidate.clone()];
     if let Some(p) = &a.json {
-        let mut bytes = report_json(&c, &remapped.fused)?;
+        let mut bytes = report::json::Json.serialize(&c)?;
         if let Some(rep) = &replayed {
             let mut v: serde_json::Value = serde_json::from_slice(&bytes)?;
             v["replay"] = serde_json::to_value(rep)?;
@@ -657,6 +645,18 @@ fn run_report(a: ReportArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_plot(a: PlotArgs) -> anyhow::Result<ExitCode> {
+    if a.dumps.noise.is_some() {
+        anyhow::bail!("plot draws one tensor pair: --noise applies to compare, bisect and report");
+    }
+    let opts = options(&a.dumps.read)?;
+    if opts.filter.as_ref().is_some_and(|f| !f.is_match(&a.tensor)) {
+        anyhow::bail!("--filter excludes the tensor `{}`", a.tensor);
+    }
+    if opts.noise.fp32_matmul != driftscope::verdict::Fp32Matmul::Auto {
+        anyhow::bail!(
+            "plot draws values and errors, no noise allowance: --fp32-matmul does not apply"
+        );
+    }
     let (r, d, _fused) = open_both(&a.dumps)?;
     let al = driftscope::align::align(&r, &d);
     let p = al

@@ -110,4 +110,26 @@ fn fused_op_is_compared_at_its_boundary_and_covered_tensors_are_fused() {
         .iter()
         .any(|p| p["name"] == "Functional.linear.4.forward.input.1"));
     assert_eq!(v["analysis"]["overall"], "within_noise");
+    // check's JSON is the same report: the fused tensors are in it too.
+    let jc = t.path().join("check.json");
+    let o = Command::new(bin())
+        .arg("check")
+        .arg(llama("cpu_fp32"))
+        .arg(&dev)
+        .args([
+            "--fusion-map",
+            map.to_str().unwrap(),
+            "--json",
+            jc.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let vc: serde_json::Value = serde_json::from_slice(&std::fs::read(&jc).unwrap()).unwrap();
+    assert_eq!(vc["fused_reference"], v["fused_reference"]);
 }

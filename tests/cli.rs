@@ -345,3 +345,30 @@ fn a_100k_entry_compare_does_not_flood_the_terminal() {
     assert_eq!(table_rows(&out).len(), 40);
     assert!(out.contains("more of those left out"), "{out}");
 }
+
+#[test]
+fn plot_refuses_options_it_cannot_honour() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.png");
+    let (r, d) = (llama("cpu_fp32"), llama("cuda_fp16_fault_silu_l1"));
+    let t = "Functional.silu.1.forward.output.0";
+    for (extra, says) in [
+        (
+            vec!["--filter", "("],
+            "--filter is not a valid regular expression",
+        ),
+        (vec!["--filter", "linear"], "--filter excludes the tensor"),
+        (
+            vec!["--fp32-matmul", "ieee"],
+            "--fp32-matmul does not apply",
+        ),
+        (vec!["--noise", s(&r)], "--noise applies to compare"),
+    ] {
+        let mut args = vec!["plot", s(&r), s(&d), "--tensor", t, "-o", s(&out)];
+        args.extend(extra);
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+    assert!(!out.exists());
+}

@@ -60,6 +60,12 @@ fn statistics_task_compares_recorded_statistics_and_finds_the_fault() {
     assert_eq!(r.task, Task::Statistics);
     let c = compare(&r, &d, &CompareOptions::default(), &|| {});
     assert_eq!(c.mode, Task::Statistics);
+    // A statistics reference against a tensor run compares statistics, in bisect too (it
+    // once took the mode from the device dump alone).
+    let t = open(&llama("cuda_fp16_fault_silu_l1"));
+    let b =
+        driftscope::verdict::bisect::run(&r, &t, None, &CompareOptions::default(), false).unwrap();
+    assert_eq!(b.mode, Task::Statistics);
     assert_eq!(c.pairs.len(), 415);
     assert!(c
         .pairs

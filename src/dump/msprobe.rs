@@ -510,11 +510,6 @@ pub fn raw_records(dump_json: &Path) -> Result<serde_json::Map<String, Value>> {
     }
 }
 
-/// The raw record of one place (`Functional.silu.1.forward`), `None` when the dump has none.
-pub fn raw_record(dump_json: &Path, place: &str) -> Result<Option<Value>> {
-    Ok(raw_records(dump_json)?.remove(place))
-}
-
 struct Walk<'a> {
     json_path: &'a Path,
     data_dir: &'a Path,

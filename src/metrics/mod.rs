@@ -582,7 +582,9 @@ pub fn measure(r: &Tensor, d: &Tensor) -> Metrics {
 fn release(t: &Tensor, lo: usize, hi: usize) {
     #[cfg(unix)]
     if let crate::dump::Bytes::Mapped { map, start, .. } = &t.data {
-        const PAGE: usize = 4096;
+        // Ranges aligned to 64 KiB are page-aligned whatever the page size up to that (4 KiB on
+        // x86-64, 16 or 64 KiB on aarch64 hosts such as Ascend's).
+        const PAGE: usize = 64 * 1024;
         if hi - lo < CHUNK / 2 {
             return;
         }

@@ -183,7 +183,7 @@ pub fn run(r: &Dump, d: &Dump, d0: &Dump, opts: &CompareOptions) -> Comparison {
         });
     }
     let read = c.pairs.len() + c0.pairs.len() + cd.pairs.len();
-    let mut a = summarize(&c.pairs, first, ranked, read, "baseline");
+    let mut a = summarize(&c.pairs, first, ranked, read, "baseline", o.fp32_matmul);
     a.tensors_total = read;
     if a.first_divergence.is_none() && a.overall != Overall::Identical {
         a.summary = "no departure from the baseline run beyond noise".into();

@@ -150,6 +150,7 @@ impl<'a> Lazy<'a> {
                 .collect(),
             structure: self.al.structure,
             analysis,
+            fused_reference: Vec::new(),
         }
     }
 }
@@ -243,7 +244,9 @@ fn judge_window(
         for (p, v) in pairs.iter().zip(&j.verdicts) {
             verdicts.insert(p.name.clone(), (*v, j.inherited));
         }
-        if let (Some(e), Some(w)) = (j.out_err, j.worst) {
+        // Error added is a floating-point measure (an integer output's ratio is meaningless).
+        let float = |w: &usize| super::is_float_pair(&pairs[*w]);
+        if let (Some(e), Some(w)) = (j.out_err, j.worst.filter(float)) {
             ranked.push(Ranked {
                 name: pairs[w].place.clone(),
                 tensor: pairs[w].name.clone(),
@@ -374,7 +377,7 @@ pub fn run(
     }
     let mut pairs: Vec<PairReport> = lz.cache.values().cloned().collect();
     pairs.sort_by_key(|p| p.order);
-    let mut analysis = summarize(&pairs, first, ranked, read, method);
+    let mut analysis = summarize(&pairs, first, ranked, read, method, o.fp32_matmul);
     analysis.tensors_total = total;
     if let Some(cal) = &lz.calibration {
         let (margin, closest) =
@@ -386,6 +389,6 @@ pub fn run(
             closest,
         });
     }
-    let mode = d.task;
+    let mode = compare::mode_of(r, d);
     Ok(lz.into_comparison(analysis, mode))
 }

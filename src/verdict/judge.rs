@@ -547,7 +547,6 @@ impl Judge {
 mod tests {
     //! Each rule on synthetic pairs measured by the real kernel, one case per branch.
     use super::*;
-    use crate::align::MatchKind;
     use crate::dump::{Bytes, DType, Tensor};
 
     fn tensor(dtype: DType, v: &[f32]) -> Tensor {
@@ -583,29 +582,14 @@ mod tests {
         };
         let (a, b) = (tensor(rt, r), tensor(dt, d));
         PairReport {
-            name: format!("{place}.{role}.{index}"),
-            name_dev: None,
-            place: place.into(),
-            role,
             index: index.into(),
-            order: 0,
             op_type: Some(op.into()),
             dtype_ref: Some(rt),
             dtype_dev: Some(dt),
             shape_ref: Some(a.shape.clone()),
             shape_dev: Some(b.shape.clone()),
-            status: Status::Compared,
-            matched_by: MatchKind::Exact,
             metrics: Some(crate::metrics::measure(&a, &b)),
-            stats_diff: None,
-            recorded_ref: None,
-            recorded_dev: None,
-            padding: None,
-            checksum_equal: None,
-            error: None,
-            verdict: None,
-            expected_err: None,
-            inherited_err: None,
+            ..PairReport::empty(&format!("{place}.{role}.{index}"), place, role)
         }
     }
 

@@ -413,7 +413,10 @@ pub fn judge(
                 first = Some(divergence(&c.pairs[g[f.index]], f, &j, &stacks));
             }
         }
-        if let (Some(e), Some(w)) = (j.out_err, j.worst) {
+        // Error added is a floating-point measure: an integer output's ratio to its zero
+        // rounding is meaningless (it printed 1e308).
+        let float = |w: &usize| is_float_pair(&c.pairs[g[*w]]);
+        if let (Some(e), Some(w)) = (j.out_err, j.worst.filter(float)) {
             let verdict = j.verdicts.iter().copied().max().unwrap_or(Verdict::Ok);
             ranked.push(Ranked {
                 name: c.pairs[g[w]].place.clone(),
@@ -437,7 +440,14 @@ pub fn judge(
         .iter()
         .filter(|p| p.status == Status::Compared)
         .count();
-    c.analysis = summarize(&c.pairs, first, ranked, read, "exhaustive");
+    c.analysis = summarize(
+        &c.pairs,
+        first,
+        ranked,
+        read,
+        "exhaustive",
+        opts.fp32_matmul,
+    );
     if let Some(cal) = calibration {
         let (margin, closest) =
             calibrate::margin(&c.pairs, &cal, opts.noise_factor, opts.amplification);
@@ -482,6 +492,7 @@ pub fn summarize(
     mut ranked: Vec<Ranked>,
     tensors_read: usize,
     method: &str,
+    mode: Fp32Matmul,
 ) -> Analysis {
     let mut counts = BTreeMap::new();
     for p in pairs {
@@ -526,7 +537,12 @@ pub fn summarize(
     let changed = counts.get(&Verdict::Changed).copied().unwrap_or(0);
     let precision = coarsest.map(|d| {
         if d == crate::dump::DType::Float32 {
-            "fp32 (tf32/hf32 allowed for matrix products)".to_string()
+            match mode {
+                Fp32Matmul::Auto => "fp32 (tf32/hf32 allowed for matrix products)",
+                Fp32Matmul::Tf32 => "fp32 (tf32/hf32 for every op)",
+                Fp32Matmul::Ieee => "fp32",
+            }
+            .to_string()
         } else {
             d.name().to_string()
         }
@@ -567,5 +583,37 @@ pub fn summarize(
         method: method.to_string(),
         calibration: None,
         replayed: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_the_fp32_matmul_reading_in_force() {
+        let p = crate::compare::PairReport {
+            dtype_ref: Some(crate::dump::DType::Float32),
+            dtype_dev: Some(crate::dump::DType::Float32),
+            status: Status::Compared,
+            verdict: Some(Verdict::Ok),
+            ..crate::compare::PairReport::empty("x", "x", crate::dump::Role::Output)
+        };
+        let precision = |mode| {
+            summarize(
+                std::slice::from_ref(&p),
+                None,
+                vec![],
+                1,
+                "exhaustive",
+                mode,
+            )
+            .precision
+        };
+        assert_eq!(precision(Fp32Matmul::Ieee).as_deref(), Some("fp32"));
+        assert_eq!(
+            precision(Fp32Matmul::Auto).as_deref(),
+            Some("fp32 (tf32/hf32 allowed for matrix products)")
+        );
     }
 }
