@@ -511,7 +511,6 @@ fn every_ops_zoo_call_replays_through_libtorch() {
         by_libtorch,
         [
             "aten::addmm",
-            "aten::avg_pool2d",
             "aten::clamp",
             "aten::cumsum",
             "aten::erf",

@@ -139,6 +139,23 @@ pub fn dispatch(op: &str, call: &Call) -> Option<R<ArrayD<f64>>> {
                 matmul(a, b)
             }
         })(),
+        "outer" | "ger" => (|| {
+            call.at_most_args(2)?;
+            call.only_kwargs(&["vec2"])?;
+            let a = &call.tensor(0, "input")?.data;
+            let b = &call.tensor(1, "vec2")?.data;
+            if a.ndim() != 1 || b.ndim() != 1 {
+                return Err(format!(
+                    "outer of {}-d and {}-d tensors",
+                    a.ndim(),
+                    b.ndim()
+                ));
+            }
+            let (n, m) = (a.len(), b.len());
+            Ok(ArrayD::from_shape_fn(ndarray::IxDyn(&[n, m]), |i| {
+                a[[i[0]]] * b[[i[1]]]
+            }))
+        })(),
         "embedding" => (|| {
             call.at_most_args(7)?;
             call.only_kwargs(&[

@@ -12,6 +12,7 @@ mod conv;
 mod elementwise;
 mod linalg;
 mod norm;
+mod pool;
 #[cfg(feature = "torch")]
 pub mod torch;
 
@@ -194,7 +195,8 @@ pub fn recompute_by(call: &Call) -> R<(ArrayD<f64>, String)> {
         .or_else(|| linalg::dispatch(op, call))
         .or_else(|| norm::dispatch(op, call))
         .or_else(|| conv::dispatch(op, call))
-        .or_else(|| attention::dispatch(op, call));
+        .or_else(|| attention::dispatch(op, call))
+        .or_else(|| pool::dispatch(op, call));
     if let Some(r) = rust {
         return r.map(|a| (a, "driftscope".to_string()));
     }
