@@ -96,8 +96,7 @@ pub fn run(r: &Dump, d: &Dump, d0: &Dump, opts: &CompareOptions) -> Comparison {
         previous_identical = place.iter().filter(|p| p.role == Role::Output).all(|p| {
             direct
                 .get(p.name.as_str())
-                .and_then(|q| q.metrics.as_ref())
-                .is_some_and(|m| m.max_abs_err == 0.0 && m.nonfinite_mismatch == 0)
+                .is_some_and(|q| super::bit_identical(q))
         });
         let Some((p, ratio, e0, u)) = worst else {
             continue;

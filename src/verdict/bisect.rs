@@ -363,11 +363,7 @@ pub fn run(
             }
             None => {
                 // Read by the search only: below the elevation line, so within noise.
-                let identical = p
-                    .metrics
-                    .as_ref()
-                    .is_some_and(|m| m.max_abs_err == 0.0 && m.nonfinite_mismatch == 0);
-                p.verdict = Some(if identical {
+                p.verdict = Some(if super::bit_identical(p) {
                     Verdict::Identical
                 } else {
                     Verdict::Ok

@@ -7,8 +7,8 @@
 
 use super::signal::{self, Loss};
 use super::{
-    calibrate, has_mismatch, is_float_pair, module_path, noise, pair_err, pair_expected,
-    precision_of, DivergenceKind, NoiseOptions, Verdict, STATS_FLOOR,
+    bit_identical, calibrate, has_mismatch, is_float_pair, module_path, noise, pair_err,
+    pair_expected, precision_of, DivergenceKind, NoiseOptions, Verdict, STATS_FLOOR,
 };
 use crate::compare::{PairReport, Status};
 use crate::dump::Role;
@@ -420,11 +420,7 @@ impl Judge {
             let p = pairs[i];
             let u = u_of(p);
             let err = pair_err(p);
-            let identical = p
-                .metrics
-                .as_ref()
-                .is_some_and(|m| m.max_abs_err == 0.0 && m.nonfinite_mismatch == 0)
-                || p.checksum_equal == Some(true);
+            let identical = bit_identical(p) || p.checksum_equal == Some(true);
             let new = !self.diverged_before;
             verdicts[i] = if identical {
                 Verdict::Identical
@@ -497,24 +493,13 @@ impl Judge {
                 }
             }
         }
-        // Verdicts of pairs that are neither inputs nor outputs (gradients, other roles).
+        // Inputs judged fine, and pairs that are neither inputs nor outputs (gradients, other
+        // roles), are identical when bit-equal.
         for i in 0..pairs.len() {
-            if !inputs.contains(&i) && !outputs.contains(&i) {
-                let identical = pairs[i]
-                    .metrics
-                    .as_ref()
-                    .is_some_and(|m| m.max_abs_err == 0.0 && m.nonfinite_mismatch == 0);
-                if identical {
-                    verdicts[i] = Verdict::Identical;
-                }
-            } else if inputs.contains(&i) && verdicts[i] == Verdict::Ok {
-                let identical = pairs[i]
-                    .metrics
-                    .as_ref()
-                    .is_some_and(|m| m.max_abs_err == 0.0 && m.nonfinite_mismatch == 0);
-                if identical {
-                    verdicts[i] = Verdict::Identical;
-                }
+            let judged_fine = inputs.contains(&i) && verdicts[i] == Verdict::Ok;
+            let unjudged = !inputs.contains(&i) && !outputs.contains(&i);
+            if (judged_fine || unjudged) && bit_identical(pairs[i]) {
+                verdicts[i] = Verdict::Identical;
             }
         }
         if finding.is_some() {

@@ -359,6 +359,13 @@ pub(crate) fn is_float_pair(p: &PairReport) -> bool {
     p.dtype_ref.is_none_or(|d| d.is_float()) && p.dtype_dev.is_none_or(|d| d.is_float())
 }
 
+/// True when a measured pair is bit-identical (no element differs, no NaN/Inf mismatch).
+pub(crate) fn bit_identical(p: &PairReport) -> bool {
+    p.metrics
+        .as_ref()
+        .is_some_and(|m| m.max_abs_err == 0.0 && m.nonfinite_mismatch == 0)
+}
+
 pub(crate) fn has_mismatch(p: &PairReport) -> bool {
     p.metrics.as_ref().is_some_and(|m| m.nonfinite_mismatch > 0)
 }
