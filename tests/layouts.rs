@@ -196,28 +196,7 @@ fn native_layout_reads_raw_tensors_in_their_own_dtype() {
 
 /// Writes an `.npy` (version 1.0, C order) holding `t`'s elements.
 fn write_npy(path: &std::path::Path, t: &driftscope::dump::Tensor) {
-    let descr = match t.dtype {
-        driftscope::dump::DType::Float32 => "<f4",
-        driftscope::dump::DType::Float16 => "<f2",
-        driftscope::dump::DType::Int64 => "<i8",
-        driftscope::dump::DType::Bool => "|b1",
-        other => panic!("no npy dtype for {other}"),
-    };
-    let shape: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
-    let shape = match shape.len() {
-        1 => format!("({},)", shape[0]),
-        _ => format!("({})", shape.join(", ")),
-    };
-    let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + h.len() + 1) % 64 != 0 {
-        h.push(' ');
-    }
-    h.push('\n');
-    let mut b = b"\x93NUMPY\x01\x00".to_vec();
-    b.extend_from_slice(&(h.len() as u16).to_le_bytes());
-    b.extend_from_slice(h.as_bytes());
-    b.extend_from_slice(&t.data);
-    std::fs::write(path, b).unwrap();
+    std::fs::write(path, npy_bytes(t.dtype, &t.shape, &t.data)).unwrap();
 }
 
 #[test]

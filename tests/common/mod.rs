@@ -31,3 +31,31 @@ pub fn open(p: &std::path::Path) -> Dump {
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_driftscope"))
 }
+
+/// An `.npy` file (version 1.0, C order) holding `data`, elements of `dtype` in `shape`.
+pub fn npy_bytes(dtype: driftscope::dump::DType, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    use driftscope::dump::DType;
+    let descr = match dtype {
+        DType::Float32 => "<f4",
+        DType::Float16 => "<f2",
+        DType::Int64 => "<i8",
+        DType::Int8 => "|i1",
+        DType::Bool => "|b1",
+        other => panic!("no npy dtype for {other}"),
+    };
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    b.extend_from_slice(h.as_bytes());
+    b.extend_from_slice(data);
+    b
+}
