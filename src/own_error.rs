@@ -7,7 +7,7 @@
 use crate::compare::{Comparison, PairReport};
 use crate::dump::{Dump, Role};
 use crate::replay::{self, ReplayVerdict, Side};
-use crate::verdict::{self, Divergence, DivergenceKind, Verdict};
+use crate::verdict::{self, DivergenceKind, Verdict};
 
 /// At most this many suspects are replayed: the places whose output error grew most over what
 /// they inherited (or their rounding), up to the first divergence.
@@ -118,22 +118,15 @@ pub fn apply(c: &mut Comparison, r: &Dump, d: &Dump) -> OwnErrorCheck {
             verdict::pair_err(p).unwrap_or(f64::NAN),
             p.inherited_err.unwrap_or(0.0),
         );
-        let f = Divergence {
-            kind: DivergenceKind::OwnError,
-            name: p.place.clone(),
-            tensor: p.name.clone(),
-            role: p.role,
-            op_type: p.op_type.clone(),
-            order: p.order,
-            stack: r.stacks.get(&p.place).cloned(),
+        let kind = DivergenceKind::OwnError;
+        let finding = verdict::Finding {
+            index: i,
+            kind,
             reason,
-            advice: DivergenceKind::OwnError.advice().map(str::to_string),
-            rel_l2_err: verdict::pair_err(p).unwrap_or(f64::NAN),
-            expected_err: floor,
-            inherited_err: p.inherited_err.unwrap_or(0.0),
-            z_score: None,
-            p_value: None,
+            advice: kind.advice(),
         };
+        let inherited = p.inherited_err.unwrap_or(0.0);
+        let f = verdict::divergence(p, &finding, floor, inherited, &r.stacks);
         c.analysis.set_first_divergence(f);
         check.found = Some(place.clone());
         break;

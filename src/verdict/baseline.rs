@@ -7,7 +7,7 @@
 //! accumulation order), however little it adds to the error against the reference: that is the
 //! nightly question. The first place where either holds is reported, with both numbers.
 
-use super::{divergence, pair_err, pair_expected, summarize, Finding, PlaceJudgement, Ranked};
+use super::{divergence, pair_err, pair_expected, summarize, Finding, Ranked};
 use super::{noise, DivergenceKind, Overall, Verdict};
 use crate::compare::{self, CompareOptions, Comparison, PairReport};
 use crate::dump::{Dump, Role};
@@ -51,8 +51,7 @@ fn changed_output<'a>(
         .filter_map(|p| {
             let q = direct.get(p.name.as_str())?;
             let e = pair_err(q)?;
-            let u = noise::unit_roundoff(q.dtype_ref?, q.dtype_dev?, q.op_type.as_deref(), mode);
-            let allowed = OP_CHANGED_FACTOR * u;
+            let allowed = OP_CHANGED_FACTOR * super::pair_roundoff(q, mode)?;
             (e > allowed || super::has_mismatch(q)).then_some((*p, e, allowed))
         })
         .max_by(|a, b| (a.1 / a.2).total_cmp(&(b.1 / b.2)))
@@ -80,12 +79,10 @@ pub fn run(r: &Dump, d: &Dump, d0: &Dump, opts: &CompareOptions) -> Comparison {
         let place: Vec<&PairReport> = g.iter().map(|&i| &c.pairs[i]).collect();
         let mut worst: Option<(&PairReport, f64, f64, f64)> = None;
         for p in place.iter().filter(|p| p.role == Role::Output) {
-            let (Some(e), Some(a), Some(b)) = (pair_err(p), p.dtype_ref, p.dtype_dev) else {
+            let (Some(e), Some(u)) = (pair_err(p), pair_expected(p, o.fp32_matmul)) else {
                 continue;
             };
             let e0 = base.get(p.name.as_str()).copied().unwrap_or(0.0);
-            let u = pair_expected(p, o.fp32_matmul)
-                .unwrap_or_else(|| noise::unit_roundoff(a, b, p.op_type.as_deref(), o.fp32_matmul));
             let ratio = e / e0.max(u);
             if worst.is_none_or(|w| ratio > w.1) {
                 worst = Some((p, ratio, e0, u));
@@ -148,21 +145,14 @@ pub fn run(r: &Dump, d: &Dump, d0: &Dump, opts: &CompareOptions) -> Comparison {
             None
         };
         if let Some((q, kind, reason)) = finding {
-            let j = PlaceJudgement {
-                verdicts: vec![],
-                out_err: pair_err(q),
-                worst: None,
-                inherited: base.get(q.name.as_str()).copied().unwrap_or(0.0),
-                expected: u,
-                finding: None,
-            };
             let f = Finding {
                 index: 0,
                 kind,
                 reason,
                 advice: None,
             };
-            first = Some(divergence(q, &f, &j, &r.stacks));
+            let e0 = base.get(q.name.as_str()).copied().unwrap_or(0.0);
+            first = Some(divergence(q, &f, u, e0, &r.stacks));
         }
     }
     // Pair verdicts relative to the baseline: departs / after departure / same as baseline.

@@ -199,11 +199,10 @@ fn elevated(p: &PairReport, u_run: f64, opts: &NoiseOptions) -> bool {
     if p.metrics.as_ref().is_some_and(|m| m.nonfinite_mismatch > 0) || signal::loss(p).is_some() {
         return true;
     }
-    let (Some(a), Some(b), Some(e)) = (p.dtype_ref, p.dtype_dev, pair_err(p)) else {
+    let (Some(e), Some(u)) = (pair_err(p), super::pair_roundoff(p, opts.fp32_matmul)) else {
         return false;
     };
-    let u = noise::unit_roundoff(a, b, p.op_type.as_deref(), opts.fp32_matmul);
-    a.is_float() && b.is_float() && e > ELEVATED * u_run.max(u)
+    super::is_float_pair(p) && e > ELEVATED * u_run.max(u)
 }
 
 /// Outcome of judging a stretch of places.
@@ -258,7 +257,8 @@ fn judge_window(
             });
         }
         if let Some(f) = &j.finding {
-            return Window::Found(Box::new(divergence(&pairs[f.index], f, &j, &lz.r.stacks)));
+            let d = divergence(&pairs[f.index], f, j.expected, j.inherited, &lz.r.stacks);
+            return Window::Found(Box::new(d));
         }
     }
     Window::Clean

@@ -8,7 +8,8 @@
 use super::signal::{self, Loss};
 use super::{
     bit_identical, calibrate, has_mismatch, is_float_pair, module_path, noise, pair_err,
-    pair_expected, precision_of, DivergenceKind, NoiseOptions, Verdict, STATS_FLOOR,
+    pair_expected, pair_roundoff, precision_of, ref_rms, DivergenceKind, NoiseOptions, Verdict,
+    STATS_FLOOR,
 };
 use crate::compare::{PairReport, Status};
 use crate::dump::Role;
@@ -252,16 +253,12 @@ pub fn condition(pairs: &[&PairReport], out: &PairReport) -> f64 {
     if !ADDITIVE_OPS.contains(&op.as_str()) {
         return 1.0;
     }
-    let rms = |p: &PairReport| {
-        let m = p.metrics.as_ref()?;
-        (m.compared > 0).then(|| m.ref_stats.norm / (m.compared as f64).sqrt())
-    };
     let sum: f64 = pairs
         .iter()
         .filter(|p| p.role.is_input() && is_float_pair(p))
-        .filter_map(|p| rms(p))
+        .filter_map(|p| ref_rms(p))
         .sum();
-    match rms(out) {
+    match ref_rms(out) {
         Some(r) if r > 0.0 => (sum / r).max(1.0),
         _ => 1.0,
     }
@@ -441,12 +438,7 @@ impl Judge {
                 let noise = self.noise(p, u);
                 let allowed = noise.max(o.amplification * condition(pairs, p) * inherited);
                 // The normal-range rounding of the pair, without the subnormal term.
-                let u_normal = match (p.dtype_ref, p.dtype_dev) {
-                    (Some(a), Some(b)) => {
-                        noise::unit_roundoff(a, b, p.op_type.as_deref(), o.fp32_matmul)
-                    }
-                    _ => u,
-                };
+                let u_normal = pair_roundoff(p, o.fp32_matmul).unwrap_or(u);
                 let rule = lost_output(p, inherited)
                     .or_else(|| {
                         underflow_output(p, e, u_normal, o.noise_factor)

@@ -297,29 +297,35 @@ pub fn pair_err(p: &PairReport) -> Option<f64> {
     }
 }
 
+/// RMS of the reference's compared elements, when any were compared.
+pub fn ref_rms(p: &PairReport) -> Option<f64> {
+    let m = p.metrics.as_ref().filter(|m| m.compared > 0)?;
+    Some(m.ref_stats.norm / (m.compared as f64).sqrt())
+}
+
+/// Unit roundoff of a pair's precision in its normal range (`noise::unit_roundoff`).
+pub fn pair_roundoff(p: &PairReport, mode: Fp32Matmul) -> Option<f64> {
+    Some(noise::unit_roundoff(
+        p.dtype_ref?,
+        p.dtype_dev?,
+        p.op_type.as_deref(),
+        mode,
+    ))
+}
+
 /// Error rounding alone may cause for a pair (see `noise::expected_err`).
 pub fn pair_expected(p: &PairReport, mode: Fp32Matmul) -> Option<f64> {
-    let rms = p
-        .metrics
-        .as_ref()
-        .filter(|m| m.compared > 0)
-        .map(|m| m.ref_stats.norm / (m.compared as f64).sqrt());
     Some(noise::expected_err(
         p.dtype_ref?,
         p.dtype_dev?,
         p.op_type.as_deref(),
         mode,
-        rms,
+        ref_rms(p),
     ))
 }
 
 pub(crate) fn precision_of(p: &PairReport, mode: Fp32Matmul) -> &'static str {
-    match (p.dtype_ref, p.dtype_dev) {
-        (Some(a), Some(b)) => {
-            noise::precision_name(noise::unit_roundoff(a, b, p.op_type.as_deref(), mode))
-        }
-        _ => "its",
-    }
+    pair_roundoff(p, mode).map_or("its", noise::precision_name)
 }
 
 /// Module path of a module-level place (`Module.features.5.block.Sequential.forward.0` ->
@@ -417,7 +423,8 @@ pub fn judge(
         let j = judge.place(&refs);
         if first.is_none() {
             if let Some(f) = &j.finding {
-                first = Some(divergence(&c.pairs[g[f.index]], f, &j, &stacks));
+                let p = &c.pairs[g[f.index]];
+                first = Some(divergence(p, f, j.expected, j.inherited, &stacks));
             }
         }
         // Error added is a floating-point measure: an integer output's ratio to its zero
@@ -467,11 +474,13 @@ pub fn judge(
     }
 }
 
-/// Builds the divergence record for pair `p` of a place judged by `j`, from finding `f`.
+/// Builds the divergence record for pair `p` from finding `f`, with the rounding its precision
+/// explains there (`expected`) and the error it inherited.
 pub fn divergence(
     p: &PairReport,
     f: &Finding,
-    j: &PlaceJudgement,
+    expected: f64,
+    inherited: f64,
     stacks: &HashMap<String, String>,
 ) -> Divergence {
     Divergence {
@@ -485,8 +494,8 @@ pub fn divergence(
         reason: f.reason.clone(),
         advice: f.advice.map(str::to_string),
         rel_l2_err: pair_err(p).unwrap_or(f64::NAN),
-        expected_err: j.expected,
-        inherited_err: j.inherited,
+        expected_err: expected,
+        inherited_err: inherited,
         z_score: None,
         p_value: None,
     }

@@ -58,7 +58,7 @@ pub fn below_normal_range(p: &PairReport) -> bool {
     if !d.is_float() || m.compared == 0 {
         return false;
     }
-    let rms = m.ref_stats.norm / (m.compared as f64).sqrt();
+    let rms = super::ref_rms(p).unwrap_or(0.0);
     rms > 0.0 && rms < d.min_normal() && d.min_normal() > p.dtype_ref.map_or(0.0, DType::min_normal)
 }
 
@@ -121,7 +121,7 @@ pub fn describe(p: &PairReport, loss: Loss) -> String {
     let dev = p.dtype_dev.map_or("its dtype", DType::name);
     match loss {
         Loss::Underflow => {
-            let rms = m.ref_stats.norm / (m.compared.max(1) as f64).sqrt();
+            let rms = super::ref_rms(p).unwrap_or(0.0);
             format!(
                 "underflow: the reference's RMS {rms:.2e} is below {dev}'s smallest normal \
                  {:.2e}{}",
