@@ -95,17 +95,7 @@ fn rewrite(
                 let file = proc.join(format!("dump_tensor_data/{}.npy", e.name));
                 std::fs::write(file, npy(&t, &b)).unwrap();
             }
-            let json = std::fs::read_dir(src.join("step0"))
-                .unwrap()
-                .next()
-                .unwrap()
-                .unwrap()
-                .path()
-                .join("dump.json");
-            let text = std::fs::read_to_string(json)
-                .unwrap()
-                .replace(".pt\"", ".npy\"");
-            std::fs::write(proc.join("dump.json"), text).unwrap();
+            std::fs::write(proc.join("dump.json"), dump_json_as_npy(src)).unwrap();
         }
         Layout::Native => {
             std::fs::create_dir_all(dst.join("tensors")).unwrap();

@@ -215,16 +215,7 @@ fn mindspore_style_npy_tensor_files_compare_like_pt() {
             &t,
         );
     }
-    let json_src = std::fs::read_dir(llama("cuda_fp16_fault_silu_l1").join("step0"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
-        .join("dump.json");
-    let text = std::fs::read_to_string(json_src)
-        .unwrap()
-        .replace(".pt\"", ".npy\"");
+    let text = dump_json_as_npy(&llama("cuda_fp16_fault_silu_l1"));
     std::fs::write(proc.join("dump.json"), text).unwrap();
     // Point at the dump.json itself, and at the step folder.
     for path in [proc.join("dump.json"), dir.path().join("step0")] {

@@ -59,3 +59,17 @@ pub fn npy_bytes(dtype: driftscope::dump::DType, shape: &[usize], data: &[u8]) -
     b.extend_from_slice(data);
     b
 }
+
+/// The `dump.json` of msprobe run `run` (its one `step0/<proc>` folder) with every tensor file
+/// named `.npy` instead of `.pt`, as MindSpore's `np.save` dumps name them.
+pub fn dump_json_as_npy(run: &std::path::Path) -> String {
+    let proc = std::fs::read_dir(run.join("step0"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::read_to_string(proc.join("dump.json"))
+        .unwrap()
+        .replace(".pt\"", ".npy\"")
+}
