@@ -281,7 +281,7 @@ fn places_of(entries: &[Entry]) -> Vec<&str> {
 }
 
 /// Marks a device name that `--layer-mapping` leaves unpaired although the reference has the
-/// same name (restored in reports by [`crate::compare::Comparison::mark_remapped`]).
+/// same name (restored in reports by [`crate::comparison::Comparison::mark_remapped`]).
 const UNPAIRED: &str = " (left unpaired by --layer-mapping)";
 
 fn remap_with(

@@ -1,9 +1,11 @@
-//! Command-line definitions (clap). Behaviour lives in the library; `main.rs` wires them.
+//! Command-line definitions (clap). Behaviour lives in the library; `options.rs` turns these
+//! into its typed options.
 
-use crate::dump::ascend_layout::LayoutOverride;
-use crate::dump::{DType, Format};
-use crate::verdict::Fp32Matmul;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+use driftscope::dump::ascend_layout::LayoutOverride;
+use driftscope::dump::{DType, Format};
+use driftscope::verdict::Fp32Matmul;
 use std::path::PathBuf;
 
 /// Find where a neural network's numbers drift between backends.
@@ -45,7 +47,7 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct ReadArgs {
     /// Force the layout of the dumps instead of detecting it.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = named(Format::ALL.map(Format::name)).try_map(|s| s.parse::<Format>()))]
     pub format: Option<Format>,
     /// True dtype of .npy arrays numpy cannot name (bf16 saved as <V2 or <i2, fp8 as |V1).
     #[arg(long, value_parser = parse_dtype)]
@@ -54,7 +56,11 @@ pub struct ReadArgs {
     #[arg(long)]
     pub allow_symlinks: bool,
     /// How fp32 matrix products ran on the device (auto: TF32/HF32 allowed for them).
-    #[arg(long, value_enum, default_value_t = Fp32Matmul::Auto)]
+    #[arg(
+        long,
+        default_value = "auto",
+        value_parser = named(Fp32Matmul::ALL.map(Fp32Matmul::name)).try_map(|s| s.parse::<Fp32Matmul>())
+    )]
     pub fp32_matmul: Fp32Matmul,
     /// Only pairs whose tensor name matches this regular expression.
     #[arg(long)]
@@ -289,6 +295,12 @@ pub struct ExportArgs {
     /// Write Model Explorer's graph (graph.json) and node-data files into this folder.
     #[arg(long, value_name = "OUT_DIR")]
     pub model_explorer: PathBuf,
+}
+
+/// A parser that accepts these names and lists them in `--help`; the library's `FromStr`
+/// turns the name into its enum.
+fn named<const N: usize>(names: [&'static str; N]) -> PossibleValuesParser {
+    PossibleValuesParser::new(names)
 }
 
 fn parse_dtype(s: &str) -> Result<DType, String> {

@@ -1,17 +1,406 @@
-//! The comparison pipeline on opened dumps, as the commands run it: measure every pair, judge
-//! it, then judge the suspects by their own error where the dumps record each call's inputs.
-//! Library users get what `driftscope compare` and `bisect` compute from these.
+//! The library's entry point: from two dump paths and typed [`Options`] to what `driftscope
+//! compare`, `bisect`, `check` and `report` compute. Open a [`Session`] (both dumps read, the
+//! mapping files applied, a `--noise` calibration run measured), then ask it for a
+//! [`Comparison`]: every pair measured and judged, suspects judged by their own error where the
+//! dumps record each call's inputs, structural changes put first when no number departs.
+//!
+//! ```
+//! use driftscope::session::{Options, Session};
+//! let runs = std::path::Path::new("reference_dumps/h200/llama/msprobe");
+//! let s = Session::open(
+//!     &runs.join("cpu_fp32"),
+//!     &runs.join("cuda_fp16_fault_silu_l1"),
+//!     &Options::default(),
+//! )?;
+//! let c = s.compare(&|| {});
+//! let f = c.analysis.first_divergence.as_ref().expect("the injected fault");
+//! assert_eq!(f.name, "Functional.silu.1.forward");
+//! println!("first divergence: {} ({})", f.name, f.reason);
+//! # anyhow::Ok(())
+//! ```
+//!
+//! `examples/first_divergence.rs` adds `bisect` and `check`.
 
-use crate::align::Remap;
-use crate::compare::{self, CompareOptions, Comparison};
-use crate::dump::{Dump, Role};
+use crate::align::{self, Remap};
+use crate::bisect;
+use crate::compare::{self, CompareOptions, Comparison, PairReport};
+use crate::comparison::{Divergence, DivergenceKind};
+use crate::dump::{Dump, OpenOptions, Role};
+use crate::nightly::{self, baseline::Baseline, config::Compiled, CheckReport};
 use crate::own_error;
-use crate::verdict::{bisect, Divergence, DivergenceKind};
+use crate::plot::heatmap::{self, Heat};
+use crate::plot::Run;
+use crate::ranks::{self, MultiRank};
+use crate::replay::{self, ReplayReport};
+use crate::verdict::calibrate::Calibration;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// `driftscope compare`: every pair of `r` and `d` measured and judged; `remap` is what the
-/// mapping options paired or fused ([`crate::align::remap`], default when none were given).
-/// `progress` is called once per measured pair.
-pub fn compare(
+/// msprobe's mapping options, as files: how device names that differ pair with reference
+/// names. Read when a session opens.
+#[derive(Clone, Debug, Default)]
+pub struct MappingFiles {
+    /// `--data-mapping`: candidate name -> reference name, for tensors or places.
+    pub data_mapping: Option<PathBuf>,
+    /// `--layer-mapping`: module class -> {candidate child: reference child}.
+    pub layer_mapping: Option<PathBuf>,
+    /// `--fuzzy`: pair leftovers by API name without call counters, in order.
+    pub fuzzy: bool,
+    /// `--fusion-map`: fused device place -> the reference places it covers.
+    pub fusion_map: Option<PathBuf>,
+}
+
+impl MappingFiles {
+    /// True when no mapping option is set: names pair as they are.
+    pub fn is_empty(&self) -> bool {
+        self.data_mapping.is_none()
+            && self.layer_mapping.is_none()
+            && !self.fuzzy
+            && self.fusion_map.is_none()
+    }
+
+    fn read(&self) -> anyhow::Result<align::MappingOptions> {
+        Ok(align::MappingOptions {
+            data_mapping: match &self.data_mapping {
+                Some(p) => align::read_data_mapping(p)?,
+                None => Default::default(),
+            },
+            layer_mapping: match &self.layer_mapping {
+                Some(p) => align::read_layer_mapping(p)?,
+                None => Default::default(),
+            },
+            fuzzy: self.fuzzy,
+            fusion: match &self.fusion_map {
+                Some(p) => align::read_fusion_map(p)?,
+                None => Default::default(),
+            },
+        })
+    }
+}
+
+/// Everything that decides how two dumps are read and compared.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// How to read every dump; its `layout` applies to device runs only (the candidate and
+    /// any baseline), never to the reference.
+    pub open: OpenOptions,
+    /// Which pairs, and the noise model.
+    pub compare: CompareOptions,
+    /// A calibration run (a second reference run, or a trusted clean device run): its error
+    /// against the reference is each tensor's observed noise floor (`--noise`).
+    pub noise_run: Option<PathBuf>,
+    /// msprobe's mapping options.
+    pub mapping: MappingFiles,
+}
+
+impl Options {
+    fn reference_open(&self) -> OpenOptions {
+        OpenOptions {
+            layout: None,
+            ..self.open.clone()
+        }
+    }
+}
+
+/// Two opened dumps, paired as the mapping options say, and the options they are compared
+/// with (including the calibration of `--noise`).
+pub struct Session {
+    /// The reference run.
+    pub reference: Dump,
+    /// The candidate (device) run, its entries renamed where the mapping options paired them.
+    pub candidate: Dump,
+    /// What the mapping options paired or fused.
+    pub remap: Remap,
+    /// The comparison options, with the calibration of `--noise` when one was given.
+    pub options: CompareOptions,
+    open: Options,
+    mapping: align::MappingOptions,
+}
+
+impl Session {
+    /// Opens both dumps (at once: opening is single-threaded), applies the mapping files and
+    /// measures the `--noise` run. A broken reference is reported before a broken candidate.
+    pub fn open(reference: &Path, candidate: &Path, o: &Options) -> anyhow::Result<Session> {
+        let (r, d) = rayon::join(
+            || Dump::open(reference, &o.reference_open()),
+            || Dump::open(candidate, &o.open),
+        );
+        let reference = r?;
+        let mut candidate = d?;
+        let mapping = o.mapping.read()?;
+        let remap = remap(&o.mapping, &mapping, &reference, &mut candidate);
+        let mut options = o.compare.clone();
+        if let Some(p) = &o.noise_run {
+            let cal = Dump::open(p, &o.reference_open())?;
+            let c = compare::compare(&reference, &cal, &options, &|| {});
+            options.calibration = Some(Arc::new(Calibration::from_comparison(&c)));
+        }
+        Ok(Session {
+            reference,
+            candidate,
+            remap,
+            options,
+            open: o.clone(),
+            mapping,
+        })
+    }
+
+    /// Another device run against the same reference (a baseline, a further candidate), read
+    /// and mapped as the candidate was.
+    pub fn open_device(&self, p: &Path) -> anyhow::Result<(Dump, Remap)> {
+        let mut d = Dump::open(p, &self.open.open)?;
+        let m = remap(&self.open.mapping, &self.mapping, &self.reference, &mut d);
+        Ok((d, m))
+    }
+
+    /// `driftscope compare`: every pair measured and judged. `progress` is called once per
+    /// measured pair.
+    pub fn compare(&self, progress: &(dyn Fn() + Sync)) -> Comparison {
+        compare_dumps(
+            &self.reference,
+            &self.candidate,
+            &self.options,
+            &self.remap,
+            progress,
+        )
+    }
+
+    /// `driftscope bisect`: the first divergence of the candidate against the reference, or
+    /// against the known-good device run `baseline` (see [`Session::open_device`]), reading
+    /// few tensors unless `exhaustive`.
+    pub fn bisect(&self, baseline: Option<&Dump>, exhaustive: bool) -> anyhow::Result<Comparison> {
+        bisect_dumps(
+            &self.reference,
+            &self.candidate,
+            baseline,
+            &self.options,
+            &self.remap,
+            exhaustive,
+        )
+    }
+
+    /// One pair close up for `driftscope plot`: its metrics and the values and errors the
+    /// histograms and heatmap draw. `tensor` is the reference tensor's name.
+    pub fn closeup(&self, tensor: &str) -> anyhow::Result<(PairReport, Heat)> {
+        let (r, d) = (&self.reference, &self.candidate);
+        let al = align::align(r, d);
+        let p = al
+            .pairs
+            .iter()
+            .find(|p| r.entries[p.reference].name == tensor)
+            .ok_or_else(|| anyhow::anyhow!("no tensor `{tensor}` in both dumps"))?;
+        let (re, de) = (&r.entries[p.reference], &d.entries[p.candidate]);
+        let pair = compare::measure_pair(r, re, d, de, p.kind);
+        if let Some(e) = &pair.error {
+            anyhow::bail!("{tensor}: {e}");
+        }
+        let heat = heatmap::load(r, re, d, de)?;
+        Ok((pair, heat))
+    }
+
+    /// `bisect --replay`: the first divergence and the five top ranked places of `c`,
+    /// recomputed in float64 from each side's own inputs; kept in `c.replay`.
+    pub fn replay_suspects(&self, c: &mut Comparison) -> anyhow::Result<()> {
+        let mut places: Vec<String> = Vec::new();
+        let first = c.analysis.first_divergence.iter().map(|f| &f.name);
+        for p in first.chain(c.analysis.ranked.iter().take(5).map(|x| &x.name)) {
+            if !places.contains(p) {
+                places.push(p.clone());
+            }
+        }
+        c.replay = Some(if places.is_empty() {
+            ReplayReport::default()
+        } else {
+            let (ds, rs) = (
+                replay::Side::new(&self.candidate)?,
+                replay::Side::new(&self.reference)?,
+            );
+            replay::replay(&ds, Some(&rs), &places)
+        });
+        Ok(())
+    }
+}
+
+/// The runs of `driftscope report`: each device run judged by where it departs from the
+/// reference (or from `baseline`, exhaustively), and the baseline against the reference.
+pub struct Report {
+    /// The reference run.
+    pub reference: Dump,
+    /// Each device run, mapped as the options say, in the order given.
+    pub devices: Vec<(Dump, Remap)>,
+    /// The known-good device run, if one was given.
+    pub baseline: Option<(Dump, Remap)>,
+    /// One run per device, then the baseline's (labelled `NAME (baseline)`).
+    pub runs: Vec<Run>,
+}
+
+impl Report {
+    /// The device dumps of [`Report::runs`], in the same order.
+    pub fn run_dumps(&self) -> Vec<&Dump> {
+        self.devices
+            .iter()
+            .chain(&self.baseline)
+            .map(|(d, _)| d)
+            .collect()
+    }
+}
+
+/// Compares every device run in `candidates` (and `baseline`) with `reference` for the HTML
+/// report and drift plots.
+pub fn report(
+    reference: &Path,
+    candidates: &[PathBuf],
+    baseline: Option<&Path>,
+    o: &Options,
+) -> anyhow::Result<Report> {
+    let r = Dump::open(reference, &o.reference_open())?;
+    let mapping = o.mapping.read()?;
+    let open_device = |p: &PathBuf| -> anyhow::Result<(Dump, Remap)> {
+        let mut d = Dump::open(p, &o.open)?;
+        let m = remap(&o.mapping, &mapping, &r, &mut d);
+        Ok((d, m))
+    };
+    let devices = candidates
+        .iter()
+        .map(open_device)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let base = baseline
+        .map(|p| open_device(&p.to_path_buf()))
+        .transpose()?;
+    let mut runs = Vec::new();
+    for (p, (d, m)) in candidates.iter().zip(&devices) {
+        let b = base.as_ref().map(|b| &b.0);
+        runs.push(Run {
+            label: label(p),
+            comparison: bisect_dumps(&r, d, b, &o.compare, m, true)?,
+        });
+    }
+    if let (Some(p), Some((b, m))) = (baseline, &base) {
+        runs.push(Run {
+            label: format!("{} (baseline)", label(p)),
+            comparison: compare_dumps(&r, b, &o.compare, m, &|| {}),
+        });
+    }
+    Ok(Report {
+        reference: r,
+        devices,
+        baseline: base,
+        runs,
+    })
+}
+
+/// Legend label of a dump: its folder or file name.
+fn label(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+/// What [`check`] found: the comparison and the nightly verdict on it.
+pub struct Checked {
+    /// The comparison the verdict judged (the `--json` report).
+    pub comparison: Comparison,
+    /// Pass or fail, place by place.
+    pub report: CheckReport,
+}
+
+/// `driftscope check`: compares `s` with the config's noise model and judges the comparison
+/// against its limits and an optional baseline. Unreadable or unpaired input is an error, never
+/// a verdict; so are mapping files that paired nothing.
+pub fn check(
+    s: &Session,
+    cfg: &Compiled,
+    baseline: Option<&Baseline>,
+    progress: &(dyn Fn() + Sync),
+) -> anyhow::Result<Checked> {
+    let (comparison, noise) = nightly_compare(s, &cfg.config, progress)?;
+    let report = nightly::check(&comparison, cfg, &noise, baseline);
+    Ok(Checked { comparison, report })
+}
+
+/// The comparison `check` and `baseline` judge, and the noise model it was judged with: the
+/// config's. Unreadable input and mapping files that paired nothing are errors.
+pub fn nightly_compare(
+    s: &Session,
+    cfg: &nightly::config::Config,
+    progress: &(dyn Fn() + Sync),
+) -> anyhow::Result<(Comparison, crate::verdict::NoiseOptions)> {
+    if !s.remap.warnings.is_empty() {
+        anyhow::bail!("mapping files: {}", s.remap.warnings.join("; "));
+    }
+    let mut options = s.options.clone();
+    options.noise = cfg.noise_options(s.options.noise.fp32_matmul);
+    let c = compare_dumps(&s.reference, &s.candidate, &options, &s.remap, progress);
+    if let Some(problem) = c.input_problem() {
+        anyhow::bail!(problem);
+    }
+    Ok((c, options.noise))
+}
+
+/// `compare` of two multi-rank roots (`rankN` folders), rank by rank in parallel; `--noise`
+/// is narrowed to the same rank. `opened` sees each rank's session before it is compared.
+pub fn compare_ranks(
+    reference: &Path,
+    candidate: &Path,
+    o: &Options,
+    opened: &(dyn Fn(u32, &Session) + Sync),
+) -> anyhow::Result<MultiRank> {
+    ranks::compare_ranks(reference, candidate, |k, rp, dp| {
+        let s = Session::open(rp, dp, &rank_options(o, k)?)?;
+        opened(k, &s);
+        Ok((s.compare(&|| {}), s.remap.fused))
+    })
+}
+
+/// `bisect` of two multi-rank roots, rank by rank; `baseline` is a root too.
+pub fn bisect_ranks(
+    reference: &Path,
+    candidate: &Path,
+    baseline: Option<&Path>,
+    o: &Options,
+    exhaustive: bool,
+    opened: &(dyn Fn(u32, &Session) + Sync),
+) -> anyhow::Result<MultiRank> {
+    ranks::compare_ranks(reference, candidate, |k, rp, dp| {
+        let s = Session::open(rp, dp, &rank_options(o, k)?)?;
+        opened(k, &s);
+        let base = match baseline {
+            Some(b) => {
+                let dir = ranks::rank_dir(b, k).map_err(|e| e.context("--baseline"))?;
+                Some(s.open_device(&dir)?.0)
+            }
+            None => None,
+        };
+        Ok((s.bisect(base.as_ref(), exhaustive)?, s.remap.fused))
+    })
+}
+
+/// True when `reference` or `candidate` is an msprobe root of `rankN` folders (and no other
+/// format was forced).
+pub fn is_multi_rank(reference: &Path, candidate: &Path, o: &Options) -> bool {
+    matches!(o.open.format, None | Some(crate::dump::Format::Msprobe))
+        && (ranks::find_ranks(reference).is_some() || ranks::find_ranks(candidate).is_some())
+}
+
+fn rank_options(o: &Options, rank: u32) -> anyhow::Result<Options> {
+    let mut r = o.clone();
+    if let Some(n) = &o.noise_run {
+        r.noise_run = Some(ranks::rank_dir(n, rank).map_err(|e| e.context("--noise"))?);
+    }
+    Ok(r)
+}
+
+/// Renames `d`'s entries as the mapping options pair them with `r`'s.
+fn remap(files: &MappingFiles, m: &align::MappingOptions, r: &Dump, d: &mut Dump) -> Remap {
+    if files.is_empty() {
+        return Remap::default();
+    }
+    align::remap_dumps(r, d, m)
+}
+
+/// [`Session::compare`] on dumps opened by the caller; `remap` is what the mapping options
+/// paired or fused ([`crate::align::remap`], default when none were given).
+pub fn compare_dumps(
     r: &Dump,
     d: &Dump,
     opts: &CompareOptions,
@@ -25,9 +414,8 @@ pub fn compare(
     c
 }
 
-/// `driftscope bisect`: the first divergence of `d` against `r` (or against the known-good
-/// run `d0`), reading few tensors unless `exhaustive`.
-pub fn bisect(
+/// [`Session::bisect`] on dumps opened by the caller.
+pub fn bisect_dumps(
     r: &Dump,
     d: &Dump,
     d0: Option<&Dump>,

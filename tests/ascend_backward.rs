@@ -2,7 +2,7 @@
 //! like forward ones, in execution order: built from the real llama dumps by appending a SiLU
 //! backward call and a Linear weight gradient, as msprobe records them.
 
-mod common;
+use crate::common;
 use common::*;
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! a small graph (Conv2D on NC1HWC0 / FRACTAL_Z, MatMul on FRACTAL_NZ, Relu on ND) dumped in
 //! fp16 private layouts against an fp32 ND reference, with a fault in the Relu.
 
-mod common;
+use crate::common;
 use common::*;
 use driftscope::dump::ascend_layout::{pack, NpuFormat};
 use driftscope::dump::cann::{DumpData, OpInput, OpOutput, Shape};

@@ -2,7 +2,7 @@
 //! the real llama fp16 dump); `--fusion-map` compares it at the fused boundary and reports the
 //! covered reference tensors as fused.
 
-mod common;
+use crate::common;
 use common::*;
 use std::path::Path;
 use std::process::Command;

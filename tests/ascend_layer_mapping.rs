@@ -6,7 +6,7 @@
 //! `generate_data_mapping_by_layer_mapping` printed for these files: driftscope must pair the
 //! same tensors.
 
-mod common;
+use crate::common;
 use common::*;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! (written out here independently of the library), unpacked by driftscope, compared equal;
 //! and `--layout` end to end on an msprobe dump whose device side is stored NC1HWC0/FRACTAL_NZ.
 
-mod common;
+use crate::common;
 use common::*;
 use driftscope::dump::ascend_layout::{default_c0, pack, unpack, NpuFormat};
 use driftscope::dump::{pt, DType};

@@ -1,7 +1,7 @@
 //! msprobe mapping files and fuzzy matching on the real llama dumps: the device run's SiLU
 //! calls are renumbered (as a framework with different call counters would record them).
 
-mod common;
+use crate::common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! `--msprobe-csv`: msprobe's compare_result columns, on the real fault dump.
 
-mod common;
+use crate::common;
 use common::*;
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! msprobe task variants seen in msprobe's own tests and docs: a statistics task whose records
 //! carry `data_name`, and the debug task's `debug.json` (`msprobe.save`).
 
-mod common;
+use crate::common;
 use common::*;
 use std::path::Path;
 use std::process::Command;

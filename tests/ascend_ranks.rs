@@ -1,7 +1,7 @@
 //! Multi-rank msprobe runs built from the real llama dumps: each `rankN` folder is a copy of a
 //! real run (rank 1 of the candidate is the SiLU fault run), plus a communication op.
 
-mod common;
+use crate::common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;

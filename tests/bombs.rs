@@ -1,7 +1,7 @@
 //! Resource bombs and lies in headers: clear errors or bounded work, never a panic or memory
 //! exhaustion. Also paths that escape a dump, and concurrent runs (docs/robustness.md).
 
-mod common;
+use crate::common;
 use common::*;
 use driftscope::dump::{npy, pt, safetensors, Dump, OpenOptions};
 use std::path::{Path, PathBuf};

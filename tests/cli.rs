@@ -1,6 +1,6 @@
 //! The `driftscope` binary as a user runs it: outputs, exit codes, bad input.
 
-mod common;
+use crate::common;
 use common::*;
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! `compare` on the real H200 dumps: pairing, metrics against an independent f64
 //! computation, and the layouts (msprobe .pt, safetensors, npy).
 
-mod common;
+use crate::common;
 use common::*;
 use driftscope::compare::{compare, CompareOptions, Status};
 use driftscope::dump::Format;

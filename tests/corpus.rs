@@ -6,7 +6,7 @@
 //! chosen before any rule was tuned on the rest; both scores are printed, and with
 //! `DRIFTSCOPE_CORPUS_TABLE=FILE` written as the Markdown table of docs/divergence.md.
 
-mod common;
+use crate::common;
 use common::*;
 use driftscope::compare::CompareOptions;
 use driftscope::session;
@@ -74,8 +74,8 @@ fn judge(c: &Case) -> (Outcome, Outcome) {
         }
     };
     let none = Default::default();
-    let full = outcome(session::compare(&r, &d, &o, &none, &|| {}));
-    let bisect = outcome(session::bisect(&r, &d, None, &o, &none, false).unwrap());
+    let full = outcome(session::compare_dumps(&r, &d, &o, &none, &|| {}));
+    let bisect = outcome(session::bisect_dumps(&r, &d, None, &o, &none, false).unwrap());
     (full, bisect)
 }
 

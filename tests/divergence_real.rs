@@ -1,10 +1,11 @@
 //! Noise-aware verdicts and first-divergence bisection on the real H200 dumps: the injected
 //! SiLU fault is named first, in both layouts and every method; clean runs are within noise.
 
-mod common;
+use crate::common;
 use common::*;
+use driftscope::bisect;
 use driftscope::compare::{compare, CompareOptions};
-use driftscope::verdict::{bisect, Overall, Verdict};
+use driftscope::verdict::{Method, Overall, Verdict};
 
 fn first(c: &driftscope::compare::Comparison) -> Option<(String, String)> {
     c.analysis
@@ -153,7 +154,7 @@ fn clean_bisect_clears_a_run_only_after_judging_it() {
         "{}",
         c.analysis.summary
     );
-    assert_eq!(c.analysis.method, "bisect, then scan");
+    assert_eq!(c.analysis.method, Method::BisectThenScan);
     assert_eq!(c.analysis.tensors_total, 415);
     // On the fault run the search still reads few pairs.
     let d = open(&llama("cuda_fp16_fault_silu_l1"));
@@ -163,7 +164,7 @@ fn clean_bisect_clears_a_run_only_after_judging_it() {
         "read {}",
         c.analysis.tensors_read
     );
-    assert_eq!(c.analysis.method, "bisect");
+    assert_eq!(c.analysis.method, Method::Bisect);
 }
 
 #[test]

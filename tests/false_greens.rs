@@ -2,11 +2,12 @@
 //! reference_dumps/ by changing the device side the way a real failure would, then re-saved as
 //! an msprobe MindSpore-style dump (`.npy` tensor files) or in driftscope's native layout.
 
-mod common;
+use crate::common;
 use common::*;
+use driftscope::bisect;
 use driftscope::compare::{compare, CompareOptions, Comparison};
 use driftscope::dump::{DType, Entry, Role, Tensor};
-use driftscope::verdict::{bisect, DivergenceKind, Overall};
+use driftscope::verdict::{DivergenceKind, Overall};
 use std::path::Path;
 
 /// How a broken run is saved.

@@ -1,7 +1,7 @@
 //! The module tree of the real dumps: construct.json (MobileNet L0), stack.json call sites
 //! (llama L1, empty construct.json), module paths (llama plain safetensors).
 
-mod common;
+use crate::common;
 use common::*;
 use driftscope::hierarchy::{Hierarchy, TreeSource};
 

@@ -1,7 +1,7 @@
 //! msprobe statistics and md5 tasks (made from the real dump.json by dropping the tensor
 //! files), and the native layout written by hand as the harness writes it.
 
-mod common;
+use crate::common;
 use common::*;
 use driftscope::compare::{compare, CompareOptions, Status};
 use driftscope::dump::{Format, Task};
@@ -63,8 +63,7 @@ fn statistics_task_compares_recorded_statistics_and_finds_the_fault() {
     // A statistics reference against a tensor run compares statistics, in bisect too (it
     // once took the mode from the device dump alone).
     let t = open(&llama("cuda_fp16_fault_silu_l1"));
-    let b =
-        driftscope::verdict::bisect::run(&r, &t, None, &CompareOptions::default(), false).unwrap();
+    let b = driftscope::bisect::run(&r, &t, None, &CompareOptions::default(), false).unwrap();
     assert_eq!(b.mode, Task::Statistics);
     assert_eq!(c.pairs.len(), 415);
     assert!(c

@@ -2,7 +2,7 @@
 //! by name and never executed: alone, inside a real torch.save zip, and end to end through
 //! `driftscope compare`. Payloads that would create a file leave no file behind.
 
-mod common;
+use crate::common;
 use common::*;
 use driftscope::dump::pickle::{load, PersistentIds};
 use driftscope::dump::{pt, ErrorKind};

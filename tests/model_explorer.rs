@@ -6,7 +6,7 @@
 //! targetNodeInputId}), `outputsMetadata` ({id, attrs}); node data (`NodeDataProviderData`
 //! in common/types.ts) maps graph ids to `{results: {node id: {value, bgColor?}}}`.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::Value;
 use std::collections::HashSet;

@@ -1,7 +1,7 @@
 //! The nightly job on the real H200 dumps: `check`, `baseline`, `trend` as a CI runs them, exit
 //! codes, JUnit read back by a JUnit parser, config limits and overrides, history and plots.
 
-mod common;
+use crate::common;
 use common::*;
 use driftscope::compare::{compare, CompareOptions, Comparison};
 use driftscope::nightly::{self, config::Config, FailureKind};
@@ -509,4 +509,45 @@ fn ignored_places_are_left_out_of_the_ranking() {
     assert!(!r.ranked.iter().any(|k| &k.name == top));
     assert!(nightly::markdown::render(&r, None).contains("Places adding the most error"));
     assert!(!nightly::markdown::render(&r, None).contains(&format!("`{top}`")));
+}
+
+/// Against a baseline, an fp16 run's places are allowed the run's fp16 rounding noise, also
+/// where the op itself ran in fp32 (RMSNorm's pow and mean in an autocast llama): the message
+/// used to say "16x rounding 5.960e-8", float32's unit roundoff.
+#[test]
+fn baseline_allowance_of_an_fp16_run_is_fp16_rounding() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, clean, fault) = (
+        llama("cpu_fp32"),
+        llama("cuda_fp16"),
+        llama("cuda_fp16_fault_silu_l1"),
+    );
+    let b = make_baseline(dir.path(), &r, &clean);
+    let (code, out, err) = run(&["check", s(&r), s(&fault), "--baseline", s(&b)]);
+    assert_eq!(code, 1, "{out}{err}");
+    let baseline_failures: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("regressed beyond baseline"))
+        .collect();
+    assert!(baseline_failures.iter().any(|l| l.contains(FAULT)), "{out}");
+    // RMSNorm's pow ran in fp32 on the device, downstream of the fault: its error (6.7e-3
+    // against a baseline of 1.0e-3) is within the run's fp16 noise allowance (1.0e-3 + 16 *
+    // 2^-11), as it is for the fp16 ops beside it; float32's 16 * 2^-24 failed it.
+    assert!(
+        !baseline_failures
+            .iter()
+            .any(|l| l.contains("Tensor.pow.4.forward")),
+        "{out}"
+    );
+    for l in &baseline_failures {
+        let u: f64 = l
+            .rsplit("x rounding ")
+            .next()
+            .unwrap()
+            .trim_end_matches(')')
+            .parse()
+            .unwrap();
+        // float16's unit roundoff is 2^-11 = 4.883e-4.
+        assert!(u >= 4.88e-4, "{l}");
+    }
 }

@@ -1,6 +1,6 @@
 //! Plots and the HTML report on the bundled real dumps.
 
-mod common;
+use crate::common;
 
 use common::{bin, h200, llama};
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! Replay on the bundled llama msprobe dumps (recorded with torch on an H200 and its CPU).
 
-mod common;
+use crate::common;
 
 use driftscope::dump::{DType, Dump};
 use driftscope::replay::{self, recompute, rel_l2, Arg, ReplayVerdict, Side};

@@ -2,7 +2,7 @@
 //! (gelu, conv2d, attention, norms, ...) made on a CPU in float32 and in bfloat16. Every call
 //! of the pure-Rust replay is checked against torch's own recorded output.
 
-mod common;
+use crate::common;
 
 use driftscope::dump::{DType, Dump};
 use driftscope::replay::{self, recompute, rel_l2, Arg, ReplayVerdict, Side};

@@ -4,13 +4,14 @@
 //! counted 0, 1, 2, ... in execution order), so one extra call renames every later call of
 //! its API in `dump.json`, `stack.json` and the tensor files, as msprobe would.
 
-mod common;
+use crate::common;
 use common::*;
 use driftscope::align::structure::{AlignMethod, ChangeKind};
 use driftscope::align::MatchKind;
+use driftscope::bisect;
 use driftscope::compare::{compare, CompareOptions, Comparison};
 use driftscope::dump::msprobe;
-use driftscope::verdict::{bisect, Overall};
+use driftscope::verdict::Overall;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
@@ -213,8 +214,8 @@ fn an_extra_call_leaves_every_other_call_paired_and_is_reported() {
     assert_eq!(s.first_difference(None), Some(ch));
     let none = Default::default();
     for c in [
-        driftscope::session::compare(&r, &d, &o, &none, &|| {}),
-        driftscope::session::bisect(&r, &d, None, &o, &none, false).unwrap(),
+        driftscope::session::compare_dumps(&r, &d, &o, &none, &|| {}),
+        driftscope::session::bisect_dumps(&r, &d, None, &o, &none, false).unwrap(),
     ] {
         let f = c.analysis.first_divergence.as_ref().unwrap();
         assert_eq!(f.kind, driftscope::verdict::DivergenceKind::ControlFlow);

@@ -3,7 +3,7 @@
 //! compiles this file to nothing.
 #![cfg(feature = "torch")]
 
-mod common;
+use crate::common;
 
 use driftscope::dump::{DType, Dump};
 use driftscope::replay::{self, rel_l2, torch, Arg, Arr, Call, ReplayVerdict, Side};

@@ -14,7 +14,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 /// A storage layout of an NPU tensor.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum NpuFormat {
     /// `ACL_FORMAT_NCHW` (0): plain.
@@ -37,6 +37,30 @@ pub enum NpuFormat {
 pub const BLOCK: usize = 16;
 
 impl NpuFormat {
+    /// Every layout.
+    pub const ALL: [NpuFormat; 7] = [
+        NpuFormat::Nchw,
+        NpuFormat::Nd,
+        NpuFormat::Ncdhw,
+        NpuFormat::Nc1hwc0,
+        NpuFormat::FractalZ,
+        NpuFormat::FractalNz,
+        NpuFormat::Ndc1hwc0,
+    ];
+
+    /// The name `--layout` takes (`fractal_nz` is accepted for `fractal-nz`).
+    pub fn name(self) -> &'static str {
+        match self {
+            NpuFormat::Nchw => "nchw",
+            NpuFormat::Nd => "nd",
+            NpuFormat::Ncdhw => "ncdhw",
+            NpuFormat::Nc1hwc0 => "nc1hwc0",
+            NpuFormat::FractalZ => "fractal-z",
+            NpuFormat::FractalNz => "fractal-nz",
+            NpuFormat::Ndc1hwc0 => "ndc1hwc0",
+        }
+    }
+
     /// The format of an `aclFormat` code: `Ok(None)` for codes that need no conversion
     /// (unknown = -1), an error naming the code for layouts driftscope does not convert.
     pub fn from_acl(code: i64) -> Result<Option<NpuFormat>, String> {
@@ -122,7 +146,13 @@ fn parse_format(f: &str) -> Result<NpuFormat, String> {
     let f = f.trim();
     match f.parse::<i64>() {
         Ok(code) => NpuFormat::from_acl(code)?.ok_or_else(|| "format -1 is not a layout".into()),
-        Err(_) => <NpuFormat as clap::ValueEnum>::from_str(&f.replace('_', "-"), true),
+        Err(_) => {
+            let name = f.replace('_', "-");
+            NpuFormat::ALL
+                .into_iter()
+                .find(|n| n.name().eq_ignore_ascii_case(&name))
+                .ok_or_else(|| format!("invalid variant: {name}"))
+        }
     }
 }
 

@@ -3,8 +3,10 @@
 
 pub mod ascend_layout;
 pub mod cann;
+pub mod decode;
 mod dtype;
 mod error;
+mod guard;
 pub mod msprobe;
 pub mod native;
 pub mod npy;
@@ -25,7 +27,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// A dump layout.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// Huawei msprobe (`dump.json` + `dump_tensor_data/`).
@@ -41,10 +43,42 @@ pub enum Format {
 }
 
 impl Format {
+    /// Every layout, in the order `--format` lists them.
+    pub const ALL: [Format; 5] = [
+        Format::Msprobe,
+        Format::Safetensors,
+        Format::Npy,
+        Format::Native,
+        Format::Cann,
+    ];
+
+    /// The name `--format` and the JSON report use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Msprobe => "msprobe",
+            Format::Safetensors => "safetensors",
+            Format::Npy => "npy",
+            Format::Native => "native",
+            Format::Cann => "cann",
+        }
+    }
+
     /// True when the layout lists tensors in execution order, so that a tensor can inherit
     /// error from the ones before it. A folder of arrays is only in name order.
     pub fn is_execution_ordered(self) -> bool {
         self != Format::Npy
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    /// A layout by [`Format::name`], in any case.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown dump format `{s}`"))
     }
 }
 

@@ -10,6 +10,7 @@ use super::error::{err, DumpError, ErrorKind, Result};
 use super::pickle::{self, PersistentIds, TensorRef, Value};
 use super::tensor::{map_file, Bytes, Tensor};
 use super::zipdir;
+use super::zipdir::ZipEntry;
 use memmap2::Mmap;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -152,14 +153,6 @@ fn read_zip(path: &Path, map: Arc<Mmap>, force: Option<NpuFormat>) -> Result<Vec
     }
     drop(zip);
     read_zip_entries(path, &map, &entries, force, &mut storage)
-}
-
-/// One zip entry: where its (stored) bytes are.
-pub(crate) struct ZipEntry<'a> {
-    pub(crate) name: std::borrow::Cow<'a, str>,
-    pub(crate) start: u64,
-    pub(crate) size: u64,
-    pub(crate) stored: bool,
 }
 
 /// Entries by name; names are unique (the zip crate keys its entries by name, `zipdir`

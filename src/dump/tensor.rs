@@ -41,12 +41,14 @@ impl std::fmt::Debug for Bytes {
     }
 }
 
-/// A file mapped read-only, or its bytes when it is empty (empty maps are not portable).
+/// A file's bytes, shared by the tensors that live in it: mapped read-only, or read when it
+/// is small or still being written (see [`super::guard`]: a file that shrinks under a map
+/// ends the run with an error naming it, never with a crash or wrong numbers).
 pub fn map_file(path: &Path) -> Result<Arc<Mmap>> {
-    let file = File::open(path).map_err(|e| super::DumpError::new(path, e.into()))?;
-    // SAFETY: the map is read-only; a dump file changed under our feet can at worst yield
-    // wrong numbers for that run, which is the same contract every mmap-based reader has.
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| super::DumpError::new(path, e.into()))?;
+    let io = |e: std::io::Error| super::DumpError::new(path, e.into());
+    let mut file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let map = super::guard::map(&mut file, len, path).map_err(io)?;
     #[cfg(unix)]
     {
         let _ = map.advise(memmap2::Advice::Sequential);
@@ -205,7 +207,7 @@ impl Tensor {
     /// All elements as f64 (for plots and replay; the metric kernels stream instead).
     pub fn to_f64_vec(&self) -> Vec<f64> {
         let mut out = vec![0.0; self.numel()];
-        crate::metrics::decode::decode_f64(self.dtype, &self.data, &mut out);
+        super::decode::decode_f64(self.dtype, &self.data, &mut out);
         out
     }
 }

@@ -8,8 +8,15 @@
 //! `None` and the caller uses the `zip` crate (whose errors name what is wrong). The fuzz target
 //! `pt` checks the two agree (`pt::zipdir_differential`).
 
-use super::pt::ZipEntry;
 use std::borrow::Cow;
+
+/// One zip entry: where its (stored) bytes are.
+pub(crate) struct ZipEntry<'a> {
+    pub(crate) name: Cow<'a, str>,
+    pub(crate) start: u64,
+    pub(crate) size: u64,
+    pub(crate) stored: bool,
+}
 
 const EOCD_SIG: u32 = 0x0605_4b50;
 const CDFH_SIG: u32 = 0x0201_4b50;

@@ -5,7 +5,8 @@
 //! extrema, histograms), so the result does not depend on the number of threads beyond the
 //! rounding of f64 sums.
 
-pub mod decode;
+/// Element decoding lives with the dtypes it decodes.
+pub use crate::dump::decode;
 mod fast;
 
 use crate::dump::{DType, Tensor};

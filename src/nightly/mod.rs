@@ -15,10 +15,10 @@ pub mod junit;
 pub mod markdown;
 pub mod trend;
 
+use crate::bisect::baseline::BASELINE_FACTOR;
 use crate::compare::{Comparison, PairReport, Status};
 use crate::dump::Role;
 use crate::report::fmt_f;
-use crate::verdict::baseline::BASELINE_FACTOR;
 use crate::verdict::{self, Divergence, NoiseOptions, Overall, Ranked, Verdict};
 use baseline::{Baseline, PlaceMetrics};
 use config::{Compiled, Limits};
@@ -317,6 +317,7 @@ pub fn check(
     let summaries = place_summaries(c);
     let seen: HashSet<&str> = summaries.iter().map(|s| s.name.as_str()).collect();
     let first = c.analysis.first_divergence.as_ref();
+    let run_u = verdict::run_roundoff(&c.pairs, noise.fp32_matmul);
     let mut places = Vec::with_capacity(summaries.len());
     let mut new_places = Vec::new();
     for s in &summaries {
@@ -355,11 +356,14 @@ pub fn check(
             }
             failures.extend(limit_failures(s, &rules.limits, base.as_ref()));
             if let (Some(b), Some(e)) = (b_err, s.raw_err) {
+                // A place's error moves from run to run with the rounding noise of the whole
+                // run, not only its own op's: an fp32 op inside an fp16 run inherits fp16 noise.
                 let expected = s
                     .metrics
                     .expected_err
                     .or(base.as_ref().and_then(|b| b.expected_err))
-                    .unwrap_or(0.0);
+                    .unwrap_or(0.0)
+                    .max(run_u);
                 let allowed = baseline_allowed(b, expected, noise);
                 if e.is_nan() || e > allowed {
                     failures.push(Failure {

@@ -19,8 +19,8 @@ pub mod torch;
 pub use args::{Arg, Arr, Call};
 
 use crate::dump::{msprobe, DType, Dump, Format};
-use crate::verdict::noise::expected_err;
-use crate::verdict::Fp32Matmul;
+use crate::noise::expected_err;
+use crate::noise::Fp32Matmul;
 use ndarray::ArrayD;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -3,8 +3,7 @@
 //! turns the spread of errors across places into a one-sided test for the first divergence.
 
 use super::pair_err;
-use crate::compare::{Comparison, PairReport};
-use serde::{Deserialize, Serialize};
+use crate::comparison::{Comparison, PairReport};
 use statrs::distribution::{ContinuousCDF, Normal};
 use statrs::statistics::{Data, OrderStatistics};
 use std::collections::HashMap;
@@ -41,20 +40,6 @@ impl Calibration {
             .get(name)
             .map_or(0.0, |e| CALIBRATION_FACTOR * e)
     }
-}
-
-/// What the calibration run showed.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct CalibrationSummary {
-    /// The calibration run.
-    pub path: PathBuf,
-    /// Tensors with a calibrated error.
-    pub tensors: usize,
-    /// Smallest allowance / error over the outputs judged within noise: how far the closest
-    /// place is from being flagged (> 1: clean by that factor).
-    pub margin: Option<f64>,
-    /// The place with that smallest margin.
-    pub closest: Option<String>,
 }
 
 /// Margin of a judged comparison: min over outputs not diverged of allowance / error.

@@ -11,7 +11,7 @@ use super::{
     pair_expected, pair_roundoff, precision_of, ref_rms, DivergenceKind, NoiseOptions, Verdict,
     STATS_FLOOR,
 };
-use crate::compare::{PairReport, Status};
+use crate::comparison::{PairReport, Status};
 use crate::dump::Role;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -4,169 +4,22 @@
 //! both what rounding in its precision can add and what it inherited, amplified by a bounded
 //! factor. The method and its limits are written up in docs/divergence.md.
 
-pub mod baseline;
-pub mod bisect;
 pub mod calibrate;
 pub mod judge;
-pub mod noise;
 pub mod signal;
 
-use crate::compare::{Comparison, PairReport, Status};
-use serde::{Deserialize, Serialize};
+pub use crate::comparison::{
+    Analysis, Divergence, DivergenceKind, Method, Overall, Ranked, Verdict,
+};
+use crate::comparison::{Comparison, PairReport, Status};
 use std::collections::{BTreeMap, HashMap};
 
+pub use crate::noise::{self, Fp32Matmul, NoiseOptions};
 pub use judge::{Finding, Judge, PlaceJudgement};
-pub use noise::{Fp32Matmul, NoiseOptions};
 
 /// Smallest relative norm difference a statistics-only comparison trusts: msprobe records
 /// `Norm` as a float32 computed over the whole tensor, off by ~sqrt(n) * 2^-24 by itself.
 pub const STATS_FLOOR: f64 = 1e-5;
-
-/// Verdict of one pair.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Bit-identical (or checksums equal).
-    Identical,
-    /// Error within what rounding and the inherited error explain.
-    Ok,
-    /// Error beyond rounding noise, inherited from an earlier divergence.
-    Drift,
-    /// The checksum differs (md5 task: nothing more can be said).
-    Changed,
-    /// Error introduced here beyond noise, or NaN/Inf on one side only.
-    Diverged,
-}
-
-impl Verdict {
-    /// Lower-case name as printed.
-    pub fn name(self) -> &'static str {
-        match self {
-            Verdict::Identical => "identical",
-            Verdict::Ok => "ok",
-            Verdict::Drift => "drift",
-            Verdict::Changed => "changed",
-            Verdict::Diverged => "diverged",
-        }
-    }
-}
-
-/// Verdict of a whole run.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Overall {
-    /// Every compared pair is bit-identical.
-    Identical,
-    /// No place introduces error beyond the expected noise.
-    #[default]
-    WithinNoise,
-    /// Some place introduces error beyond noise (`first_divergence`).
-    Diverged,
-    /// Checksums differ (md5 task).
-    Changed,
-    /// Nothing could be compared.
-    Empty,
-}
-
-/// What kind of departure a divergence is: where its error comes from.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DivergenceKind {
-    /// This place adds error beyond its rounding and beyond the amplified inherited error.
-    Introduced,
-    /// Magnitudes below the candidate dtype's normal range: flushed to zero or imprecise.
-    Underflow,
-    /// ±inf on the candidate where the reference is finite.
-    Overflow,
-    /// Clamped at the candidate dtype's largest value.
-    Saturation,
-    /// NaN, Inf or fill values on one side only.
-    NonFinite,
-    /// Uncorrelated values at a similar norm: a layout or pairing mistake.
-    Scrambled,
-    /// All zeros, constant, or uncorrelated on one side only.
-    SignalLost,
-    /// The run's own inputs differ: the runs are not comparable.
-    InputsDiffer,
-    /// A place's parameters (weights, biases) differ.
-    WeightsDiffer,
-    /// Error enters through an input that no earlier place explains.
-    UnexplainedInput,
-    /// Integer or bool outputs differ although the inputs are identical.
-    IntegerMismatch,
-    /// The op's own error (float64 recomputation from its recorded inputs) is beyond what
-    /// correct rounding gives.
-    OwnError,
-    /// Baseline mode: the same inputs as the baseline run, a different output: the op changed.
-    OpChanged,
-    /// The runs' call streams differ: the device ran extra calls or skipped some (dynamic
-    /// control flow, a compiled region), and no number departs before that.
-    ControlFlow,
-}
-
-impl DivergenceKind {
-    /// Name as written in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            DivergenceKind::Introduced => "introduced",
-            DivergenceKind::Underflow => "underflow",
-            DivergenceKind::Overflow => "overflow",
-            DivergenceKind::Saturation => "saturation",
-            DivergenceKind::NonFinite => "non_finite",
-            DivergenceKind::Scrambled => "scrambled",
-            DivergenceKind::SignalLost => "signal_lost",
-            DivergenceKind::InputsDiffer => "inputs_differ",
-            DivergenceKind::WeightsDiffer => "weights_differ",
-            DivergenceKind::UnexplainedInput => "unexplained_input",
-            DivergenceKind::IntegerMismatch => "integer_mismatch",
-            DivergenceKind::OwnError => "own_error",
-            DivergenceKind::OpChanged => "op_changed",
-            DivergenceKind::ControlFlow => "control_flow",
-        }
-    }
-
-    /// True for the kinds of lost signal (underflow, overflow, saturation, non-finite values,
-    /// scrambled, signal lost).
-    pub fn is_loss(self) -> bool {
-        matches!(
-            self,
-            DivergenceKind::Underflow
-                | DivergenceKind::Overflow
-                | DivergenceKind::Saturation
-                | DivergenceKind::NonFinite
-                | DivergenceKind::Scrambled
-                | DivergenceKind::SignalLost
-        )
-    }
-
-    /// What a user can do about it, when there is something specific to say.
-    pub fn advice(self) -> Option<&'static str> {
-        use signal::Loss;
-        match self {
-            DivergenceKind::Underflow => Some(signal::advice(Loss::Underflow)),
-            DivergenceKind::Overflow => Some(signal::advice(Loss::Overflow)),
-            DivergenceKind::Saturation => Some(signal::advice(Loss::Saturation)),
-            DivergenceKind::NonFinite => Some(signal::advice(Loss::NonFinite)),
-            DivergenceKind::Scrambled => Some(signal::advice(Loss::Scrambled)),
-            DivergenceKind::SignalLost => Some(signal::advice(Loss::Lost)),
-            DivergenceKind::InputsDiffer => {
-                Some("compare runs fed the same inputs (same data, seed and preprocessing)")
-            }
-            DivergenceKind::WeightsDiffer => {
-                Some("load the same checkpoint on both sides; check dtype casts of the weights")
-            }
-            DivergenceKind::ControlFlow => Some(
-                "check the branch or loop that decides these calls (inputs, shapes, flags), or \
-                 give the fusion map that `structure.fusion_proposal` proposes",
-            ),
-            DivergenceKind::OwnError => Some(
-                "run this op in float32 on the device, or check its kernel's accumulation dtype \
-                 and algorithm (`driftscope replay DEV --at PLACE` shows the numbers)",
-            ),
-            _ => None,
-        }
-    }
-}
 
 impl From<signal::Loss> for DivergenceKind {
     fn from(l: signal::Loss) -> Self {
@@ -179,109 +32,6 @@ impl From<signal::Loss> for DivergenceKind {
             signal::Loss::Lost => DivergenceKind::SignalLost,
         }
     }
-}
-
-/// The first place where the candidate departs from the reference.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Divergence {
-    /// What kind of departure it is.
-    pub kind: DivergenceKind,
-    /// The place: msprobe entry (`Functional.silu.1.forward`) or module path.
-    pub name: String,
-    /// The tensor judged divergent (`Functional.silu.1.forward.output.0`).
-    pub tensor: String,
-    /// Its role (`output`, or an input role for an input no earlier place explains).
-    pub role: crate::dump::Role,
-    /// Operator or module class.
-    pub op_type: Option<String>,
-    /// Position of the place in execution order.
-    pub order: usize,
-    /// First stack line, when the dump has stack.json.
-    pub stack: Option<String>,
-    /// Why it is judged divergent.
-    pub reason: String,
-    /// What to do about it, when there is something specific to say.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub advice: Option<String>,
-    /// Its relative L2 error (or NaN/Inf mismatch count in `reason`).
-    pub rel_l2_err: f64,
-    /// Error rounding alone may add here (unit roundoff of its precision).
-    pub expected_err: f64,
-    /// Largest error among its inputs, or of the preceding places.
-    pub inherited_err: f64,
-    /// Robust z-score of its log error ratio (error / max(inherited, rounding)) among all
-    /// places judged.
-    pub z_score: Option<f64>,
-    /// One-sided p-value of that z-score under a normal model of the other places' ratios.
-    pub p_value: Option<f64>,
-}
-
-/// A place ranked by how much error it adds.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Ranked {
-    /// Place name.
-    pub name: String,
-    /// Tensor with the largest error at the place.
-    pub tensor: String,
-    /// Its relative L2 error.
-    pub rel_l2_err: f64,
-    /// Error it inherited.
-    pub inherited_err: f64,
-    /// Error rounding may add there.
-    pub expected_err: f64,
-    /// rel_l2_err / max(inherited_err, expected_err): how much it multiplies the error.
-    pub added: f64,
-    /// Verdict of the place.
-    pub verdict: Verdict,
-}
-
-/// Result of judging a comparison.
-#[derive(Clone, Debug, Serialize, Deserialize, Default)]
-pub struct Analysis {
-    /// Run verdict.
-    pub overall: Overall,
-    /// One sentence for humans.
-    pub summary: String,
-    /// First divergent place, `null` when none.
-    pub first_divergence: Option<Divergence>,
-    /// Places ranked by the error they add (largest first, at most 10).
-    pub ranked: Vec<Ranked>,
-    /// Coarsest precision seen (`fp16/tf32`, `bf16`, ...), for "within the noise of ...".
-    pub precision: Option<String>,
-    /// Tensor pairs read to reach the verdict.
-    pub tensors_read: usize,
-    /// Tensor pairs available.
-    pub tensors_total: usize,
-    /// Pairs per verdict, in verdict order (a stable JSON key order).
-    pub counts: BTreeMap<Verdict, usize>,
-    /// Pairs that could not be compared (unreadable, shape mismatch).
-    pub errors: usize,
-    /// Method used (`exhaustive`, `bisect`, `baseline`).
-    pub method: String,
-    /// What the `--noise` calibration run showed, when one was given.
-    pub calibration: Option<calibrate::CalibrationSummary>,
-    /// Calls recomputed in float64 to judge their own error (msprobe API-level dumps).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replayed: Option<usize>,
-}
-
-impl Analysis {
-    /// Makes `f` the first divergence: the run diverged there.
-    pub fn set_first_divergence(&mut self, f: Divergence) {
-        self.overall = Overall::Diverged;
-        self.summary = diverged_summary(&f);
-        self.first_divergence = Some(f);
-    }
-}
-
-fn diverged_summary(f: &Divergence) -> String {
-    format!(
-        "diverged ({}): first at {} ({}): {}",
-        f.kind.name(),
-        f.name,
-        f.tensor,
-        f.reason
-    )
 }
 
 /// Error measure of a pair: relative L2 error, or the lower bound from recorded norms.
@@ -459,13 +209,13 @@ pub fn judge(
         first,
         ranked,
         read,
-        "exhaustive",
+        Method::Exhaustive,
         opts.fp32_matmul,
     );
     if let Some(cal) = calibration {
         let (margin, closest) =
             calibrate::margin(&c.pairs, &cal, opts.noise_factor, opts.amplification);
-        c.analysis.calibration = Some(calibrate::CalibrationSummary {
+        c.analysis.calibration = Some(crate::comparison::CalibrationSummary {
             path: cal.path.clone(),
             tensors: cal.errors.len(),
             margin,
@@ -507,7 +257,7 @@ pub fn summarize(
     mut first: Option<Divergence>,
     mut ranked: Vec<Ranked>,
     tensors_read: usize,
-    method: &str,
+    method: Method,
     mode: Fp32Matmul,
 ) -> Analysis {
     let mut counts = BTreeMap::new();
@@ -564,7 +314,7 @@ pub fn summarize(
         }
     });
     let (overall, summary) = if let Some(f) = &first {
-        (Overall::Diverged, diverged_summary(f))
+        (Overall::Diverged, crate::comparison::diverged_summary(f))
     } else if measured == 0 {
         (Overall::Empty, "nothing could be compared".to_string())
     } else if changed > 0 {
@@ -596,7 +346,7 @@ pub fn summarize(
         tensors_total: pairs.len(),
         counts,
         errors,
-        method: method.to_string(),
+        method,
         calibration: None,
         replayed: None,
     }
@@ -608,12 +358,12 @@ mod tests {
 
     #[test]
     fn the_summary_names_the_fp32_matmul_reading_in_force() {
-        let p = crate::compare::PairReport {
+        let p = crate::comparison::PairReport {
             dtype_ref: Some(crate::dump::DType::Float32),
             dtype_dev: Some(crate::dump::DType::Float32),
             status: Status::Compared,
             verdict: Some(Verdict::Ok),
-            ..crate::compare::PairReport::empty("x", "x", crate::dump::Role::Output)
+            ..crate::comparison::PairReport::empty("x", "x", crate::dump::Role::Output)
         };
         let precision = |mode| {
             summarize(
@@ -621,7 +371,7 @@ mod tests {
                 None,
                 vec![],
                 1,
-                "exhaustive",
+                Method::Exhaustive,
                 mode,
             )
             .precision

@@ -1,7 +1,7 @@
 //! Lost signal: a pair whose candidate no longer carries the reference's information. Whatever
 //! the noise model would allow, such a pair is never "within noise" (docs/divergence.md).
 
-use crate::compare::PairReport;
+use crate::comparison::PairReport;
 use crate::dump::DType;
 use serde::{Deserialize, Serialize};
 
@@ -169,28 +169,6 @@ pub fn describe(p: &PairReport, loss: Loss) -> String {
                     m.cosine, m.rel_l2_err
                 )
             }
-        }
-    }
-}
-
-/// What a user can do about a loss.
-pub fn advice(loss: Loss) -> &'static str {
-    match loss {
-        Loss::Underflow => {
-            "keep this block in float32 or bfloat16 (bfloat16 has float32's range), or scale \
-             its activations up (loss scaling, a larger init)"
-        }
-        Loss::Overflow | Loss::Saturation => {
-            "keep this op in float32 or bfloat16, or rescale its inputs (subtract the max \
-             before exp, scale attention scores)"
-        }
-        Loss::NonFinite => "look for an overflow or a 0/0 in this op (run it in float32 to check)",
-        Loss::Scrambled => {
-            "check the tensor's layout (--layout, e.g. NC1HWC0 or FRACTAL_NZ) and the pairing \
-             (a mapping file, --fuzzy)"
-        }
-        Loss::Lost => {
-            "run this op in float32 to see whether precision or the op itself is at fault"
         }
     }
 }

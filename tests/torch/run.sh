@@ -31,5 +31,5 @@ esac
 echo "tests/torch/run.sh: building the torch feature against PyTorch $version"
 
 cd "$REPO"
-cargo clippy --release --features torch --lib --test torch_replay --test replay --test replay_ops -- -D warnings
-cargo test --release --features torch --test torch_replay --test replay --test replay_ops
+cargo clippy --release --features torch --lib --test tests -- -D warnings
+cargo test --release --features torch --test tests -- torch_replay:: replay:: replay_ops::

@@ -4,7 +4,7 @@ use crate::dump::DType;
 use serde::{Deserialize, Serialize};
 
 /// How fp32 matrix products and convolutions on the candidate are assumed to have run.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Fp32Matmul {
     /// Allow TF32/HF32 rounding (10-bit mantissa) for matmul-class and unknown ops, IEEE fp32
@@ -16,6 +16,32 @@ pub enum Fp32Matmul {
     Ieee,
     /// Every fp32 op may have run in TF32/HF32.
     Tf32,
+}
+
+impl Fp32Matmul {
+    /// Every assumption, in the order `--fp32-matmul` lists them.
+    pub const ALL: [Fp32Matmul; 3] = [Fp32Matmul::Auto, Fp32Matmul::Ieee, Fp32Matmul::Tf32];
+
+    /// The name `--fp32-matmul` and the config file use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fp32Matmul::Auto => "auto",
+            Fp32Matmul::Ieee => "ieee",
+            Fp32Matmul::Tf32 => "tf32",
+        }
+    }
+}
+
+impl std::str::FromStr for Fp32Matmul {
+    type Err = String;
+
+    /// An assumption by [`Fp32Matmul::name`], in any case.
+    fn from_str(s: &str) -> Result<Self, String> {
+        Fp32Matmul::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown fp32 matmul mode `{s}` (auto, ieee or tf32)"))
+    }
 }
 
 /// Options of the noise model and the verdicts.

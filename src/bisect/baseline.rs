@@ -7,10 +7,12 @@
 //! accumulation order), however little it adds to the error against the reference: that is the
 //! nightly question. The first place where either holds is reported, with both numbers.
 
-use super::{divergence, pair_err, pair_expected, summarize, Finding, Ranked};
-use super::{noise, DivergenceKind, Overall, Verdict};
-use crate::compare::{self, CompareOptions, Comparison, PairReport};
+use crate::compare::{self, CompareOptions};
+use crate::comparison::{Comparison, PairReport};
+use crate::comparison::{DivergenceKind, Method, Overall, Verdict};
 use crate::dump::{Dump, Role};
+use crate::noise;
+use crate::verdict::{divergence, pair_err, pair_expected, summarize, Finding, Ranked};
 use std::collections::HashMap;
 
 /// A place departs from the baseline when its error against the reference exceeds this many
@@ -51,8 +53,8 @@ fn changed_output<'a>(
         .filter_map(|p| {
             let q = direct.get(p.name.as_str())?;
             let e = pair_err(q)?;
-            let allowed = OP_CHANGED_FACTOR * super::pair_roundoff(q, mode)?;
-            (e > allowed || super::has_mismatch(q)).then_some((*p, e, allowed))
+            let allowed = OP_CHANGED_FACTOR * crate::verdict::pair_roundoff(q, mode)?;
+            (e > allowed || crate::verdict::has_mismatch(q)).then_some((*p, e, allowed))
         })
         .max_by(|a, b| (a.1 / a.2).total_cmp(&(b.1 / b.2)))
 }
@@ -75,7 +77,7 @@ pub fn run(r: &Dump, d: &Dump, d0: &Dump, opts: &CompareOptions) -> Comparison {
     let mut ranked = Vec::new();
     // Without recorded inputs, a place's inputs are the previous place's outputs.
     let mut previous_identical = true;
-    for g in &super::places(&c.pairs) {
+    for g in &crate::verdict::places(&c.pairs) {
         let place: Vec<&PairReport> = g.iter().map(|&i| &c.pairs[i]).collect();
         let mut worst: Option<(&PairReport, f64, f64, f64)> = None;
         for p in place.iter().filter(|p| p.role == Role::Output) {
@@ -93,7 +95,7 @@ pub fn run(r: &Dump, d: &Dump, d0: &Dump, opts: &CompareOptions) -> Comparison {
         previous_identical = place.iter().filter(|p| p.role == Role::Output).all(|p| {
             direct
                 .get(p.name.as_str())
-                .is_some_and(|q| super::bit_identical(q))
+                .is_some_and(|q| crate::verdict::bit_identical(q))
         });
         let Some((p, ratio, e0, u)) = worst else {
             continue;
@@ -172,7 +174,14 @@ pub fn run(r: &Dump, d: &Dump, d0: &Dump, opts: &CompareOptions) -> Comparison {
         });
     }
     let read = c.pairs.len() + c0.pairs.len() + cd.pairs.len();
-    let mut a = summarize(&c.pairs, first, ranked, read, "baseline", o.fp32_matmul);
+    let mut a = summarize(
+        &c.pairs,
+        first,
+        ranked,
+        read,
+        Method::Baseline,
+        o.fp32_matmul,
+    );
     a.tensors_total = read;
     if a.first_divergence.is_none() && a.overall != Overall::Identical {
         a.summary = "no departure from the baseline run beyond noise".into();

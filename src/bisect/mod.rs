@@ -8,13 +8,16 @@
 //! *introduced* the error is named rather than the first one past a threshold, and so a short
 //! non-monotone stretch cannot fool it. `--exhaustive` judges every place instead.
 
-use super::{
+use crate::align::{self, Alignment};
+use crate::compare::{self, CompareOptions};
+use crate::comparison::{Comparison, DumpSummary, Method, PairReport, Status};
+use crate::dump::{Dump, Role, Task};
+use crate::verdict::{
     divergence, noise, pair_err, pair_expected, signal, summarize, Judge, NoiseOptions, Ranked,
     Verdict,
 };
-use crate::align::{self, Alignment};
-use crate::compare::{self, CompareOptions, Comparison, DumpSummary, PairReport, Status};
-use crate::dump::{Dump, Role, Task};
+
+pub mod baseline;
 use std::collections::HashMap;
 
 /// Places judged before the boundary, to warm the judge's inherited-error window.
@@ -32,7 +35,7 @@ struct Lazy<'a> {
     places: Vec<Vec<usize>>,
     cache: HashMap<usize, PairReport>,
     filter: Option<regex::Regex>,
-    calibration: Option<std::sync::Arc<super::calibrate::Calibration>>,
+    calibration: Option<std::sync::Arc<crate::verdict::calibrate::Calibration>>,
 }
 
 impl<'a> Lazy<'a> {
@@ -40,7 +43,7 @@ impl<'a> Lazy<'a> {
         r: &'a Dump,
         d: &'a Dump,
         filter: Option<regex::Regex>,
-        calibration: Option<std::sync::Arc<super::calibrate::Calibration>>,
+        calibration: Option<std::sync::Arc<crate::verdict::calibrate::Calibration>>,
     ) -> Self {
         let al = align::align(r, d);
         let mut places: Vec<Vec<usize>> = Vec::new();
@@ -121,7 +124,7 @@ impl<'a> Lazy<'a> {
             .reduce(f64::max)
     }
 
-    fn into_comparison(self, analysis: super::Analysis, mode: Task) -> Comparison {
+    fn into_comparison(self, analysis: crate::verdict::Analysis, mode: Task) -> Comparison {
         let mut keys: Vec<usize> = self.cache.keys().copied().collect();
         keys.sort_unstable();
         let mut cache = self.cache;
@@ -151,6 +154,7 @@ impl<'a> Lazy<'a> {
             structure: self.al.structure,
             analysis,
             fused_reference: Vec::new(),
+            replay: None,
         }
     }
 }
@@ -199,16 +203,19 @@ fn elevated(p: &PairReport, u_run: f64, opts: &NoiseOptions) -> bool {
     if p.metrics.as_ref().is_some_and(|m| m.nonfinite_mismatch > 0) || signal::loss(p).is_some() {
         return true;
     }
-    let (Some(e), Some(u)) = (pair_err(p), super::pair_roundoff(p, opts.fp32_matmul)) else {
+    let (Some(e), Some(u)) = (
+        pair_err(p),
+        crate::verdict::pair_roundoff(p, opts.fp32_matmul),
+    ) else {
         return false;
     };
-    super::is_float_pair(p) && e > ELEVATED * u_run.max(u)
+    crate::verdict::is_float_pair(p) && e > ELEVATED * u_run.max(u)
 }
 
 /// Outcome of judging a stretch of places.
 enum Window {
     /// A place in the window introduces error.
-    Found(Box<super::Divergence>),
+    Found(Box<crate::verdict::Divergence>),
     /// Nothing in the window, but a place in its warm-up does: look further back.
     Earlier,
     /// Nothing introduces error here.
@@ -244,7 +251,7 @@ fn judge_window(
             verdicts.insert(p.name.clone(), (*v, j.inherited));
         }
         // Error added is a floating-point measure (an integer output's ratio is meaningless).
-        let float = |w: &usize| super::is_float_pair(&pairs[*w]);
+        let float = |w: &usize| crate::verdict::is_float_pair(&pairs[*w]);
         if let (Some(e), Some(w)) = (j.out_err, j.worst.filter(float)) {
             ranked.push(Ranked {
                 name: pairs[w].place.clone(),
@@ -273,11 +280,11 @@ pub fn run(
     exhaustive: bool,
 ) -> anyhow::Result<Comparison> {
     if let Some(d0) = d0 {
-        return Ok(super::baseline::run(r, d, d0, opts));
+        return Ok(baseline::run(r, d, d0, opts));
     }
     if exhaustive {
         let mut c = compare::compare(r, d, opts, &|| {});
-        c.analysis.method = "exhaustive".into();
+        c.analysis.method = Method::Exhaustive;
         return Ok(c);
     }
     let mut lz = Lazy::new(r, d, opts.filter.clone(), opts.calibration.clone());
@@ -310,7 +317,7 @@ pub fn run(
     let mut verdicts = HashMap::new();
     let mut ranked = Vec::new();
     let mut first = None;
-    let mut method = "bisect";
+    let mut method = Method::Bisect;
     if hi < n {
         let mut start = hi.saturating_sub(LOOKBEHIND);
         let mut end = (hi + LOOKAHEAD + 1).min(n);
@@ -329,7 +336,7 @@ pub fn run(
             }
         }
         if first.is_none() && scanned_to < n {
-            method = "bisect, then scan";
+            method = Method::BisectThenScan;
             if let Window::Found(f) =
                 judge_window(&mut lz, scanned_to, n, o, u_run, &mut verdicts, &mut ranked)
             {
@@ -340,7 +347,7 @@ pub fn run(
     // Nothing found, but finer-precision pairs could hide a fault below the search's line:
     // judge the whole run in order rather than call it clean.
     if first.is_none() && finer_pairs_hidden(r, d, &lz.al, u_run, o.fp32_matmul) {
-        method = "bisect, then scan";
+        method = Method::BisectThenScan;
         verdicts.clear();
         ranked.clear();
         if let Window::Found(f) = judge_window(&mut lz, 0, n, o, u_run, &mut verdicts, &mut ranked)
@@ -363,7 +370,7 @@ pub fn run(
             }
             None => {
                 // Read by the search only: below the elevation line, so within noise.
-                p.verdict = Some(if super::bit_identical(p) {
+                p.verdict = Some(if crate::verdict::bit_identical(p) {
                     Verdict::Identical
                 } else {
                     Verdict::Ok
@@ -377,8 +384,8 @@ pub fn run(
     analysis.tensors_total = total;
     if let Some(cal) = &lz.calibration {
         let (margin, closest) =
-            super::calibrate::margin(&pairs, cal, o.noise_factor, o.amplification);
-        analysis.calibration = Some(super::calibrate::CalibrationSummary {
+            crate::verdict::calibrate::margin(&pairs, cal, o.noise_factor, o.amplification);
+        analysis.calibration = Some(crate::comparison::CalibrationSummary {
             path: cal.path.clone(),
             tensors: cal.errors.len(),
             margin,

@@ -1,6 +1,6 @@
 //! Element decoding: raw little-endian bytes of any dtype into f64, one block at a time.
 
-use crate::dump::DType;
+use super::DType;
 use half::{bf16, f16};
 use std::sync::OnceLock;
 
