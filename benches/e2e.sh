@@ -2,7 +2,7 @@
 # End-to-end benchmark: driftscope compare vs a read-only mmap pass vs msprobe's compare.
 #
 # usage: benches/e2e.sh [DATA_DIR]   (default target/bench-data; generated if missing)
-# env:   PY (python with torch, default /work/main/.venv-harness/bin/python)
+# env:   PY (python with torch, default the harness venv .venv-harness/bin/python)
 #        MIB (MiB per side per dtype, default 1024), SMALL (small tensors, default 100000)
 #        REPS (repetitions, median reported, default 3), MSPROBE=0 to skip msprobe,
 #        KEEP=1 to keep the generated data (deleted otherwise).
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${1:-target/bench-data}
-PY=${PY:-/work/main/.venv-harness/bin/python}
+PY=${PY:-.venv-harness/bin/python}
 MIB=${MIB:-1024}
 SMALL=${SMALL:-100000}
 REPS=${REPS:-3}
