@@ -2,8 +2,10 @@
 
 use crate::dump::ascend_layout::LayoutOverride;
 use crate::dump::{DType, Format};
+use crate::shard::{RankList, ShardSpec};
 use crate::verdict::Fp32Matmul;
 use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Find where a neural network's numbers drift between backends.
@@ -39,6 +41,8 @@ pub enum Command {
     Plot(PlotArgs),
     /// Export a comparison for other viewers: Model Explorer's graph and node-data JSON.
     Export(ExportArgs),
+    /// Merge the part files of a sharded multi-rank run into one report (docs/cluster.md).
+    Merge(MergeArgs),
 }
 
 /// How to read dumps and which pairs to compare, shared by every command that opens dumps.
@@ -86,6 +90,43 @@ pub struct DumpArgs {
     pub mapping: MappingArgs,
 }
 
+impl DumpArgs {
+    /// What changes a rank's result besides the dumps, for `--part` files: the read options,
+    /// and digests of the files the options name (paths may differ between nodes, contents
+    /// must not).
+    pub fn fingerprint(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut m = BTreeMap::new();
+        m.insert("read".into(), format!("{:?}", self.read));
+        m.insert("layout".into(), format!("{:?}", self.layout));
+        m.insert("noise".into(), self.noise.is_some().to_string());
+        m.insert("fuzzy".into(), self.mapping.fuzzy.to_string());
+        for (k, f) in [
+            ("data_mapping", &self.mapping.data_mapping),
+            ("layer_mapping", &self.mapping.layer_mapping),
+            ("fusion_map", &self.mapping.fusion_map),
+        ] {
+            let v = f.as_deref().map(crate::shard::file_digest).transpose()?;
+            m.insert(k.into(), v.unwrap_or_else(|| "-".into()));
+        }
+        Ok(m)
+    }
+}
+
+/// Sharding a multi-rank run over machines (docs/cluster.md).
+#[derive(Args, Debug, Clone)]
+pub struct PartArgs {
+    /// Only these ranks of a multi-rank run (`0-63`, `0,2,8-15`).
+    #[arg(long, value_name = "LIST", value_parser = RankList::parse)]
+    pub ranks: Option<RankList>,
+    /// Compare shard I of N (zero-based) of the ranks, contiguous blocks; `N` alone takes I
+    /// from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX.
+    #[arg(long, value_name = "I/N", value_parser = ShardSpec::parse, requires = "part")]
+    pub shard: Option<ShardSpec>,
+    /// Write this shard's part file here, for `driftscope merge`.
+    #[arg(long, value_name = "PART.json")]
+    pub part: Option<PathBuf>,
+}
+
 /// msprobe's mapping options: how device names that differ pair with reference names.
 #[derive(Args, Debug, Clone, Default)]
 pub struct MappingArgs {
@@ -130,6 +171,9 @@ pub struct CompareArgs {
     /// Never colour the table.
     #[arg(long)]
     pub no_color: bool,
+    /// Multi-rank runs: which ranks, and a part file.
+    #[command(flatten)]
+    pub parts: PartArgs,
 }
 
 /// `driftscope bisect`.
@@ -153,6 +197,9 @@ pub struct BisectArgs {
     /// Replay the first divergence and the top ranked places in float64 (docs/replay.md).
     #[arg(long)]
     pub replay: bool,
+    /// Multi-rank runs: which ranks, and a part file.
+    #[command(flatten)]
+    pub parts: PartArgs,
 }
 
 /// `driftscope replay`.
@@ -289,6 +336,17 @@ pub struct ExportArgs {
     /// Write Model Explorer's graph (graph.json) and node-data files into this folder.
     #[arg(long, value_name = "OUT_DIR")]
     pub model_explorer: PathBuf,
+}
+
+/// `driftscope merge`.
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Part files written by `compare --part` or `bisect --part`, together the whole run.
+    #[arg(required = true, num_args = 1..)]
+    pub parts: Vec<PathBuf>,
+    /// The merged JSON report (as `--json` of the same command on one machine).
+    #[arg(short, long, value_name = "OUT.json")]
+    pub output: PathBuf,
 }
 
 fn parse_dtype(s: &str) -> Result<DType, String> {

@@ -10,6 +10,7 @@
 //! - [`hierarchy`]: the model's structure (module tree) as far as a dump knows it.
 //! - [`report`]: table, JSON, CSV, msprobe CSV and Model Explorer outputs.
 //! - [`ranks`]: multi-rank runs compared rank by rank.
+//! - [`shard`]: sharded multi-rank runs: part files and their streaming merge.
 //! - [`plot`]: static plots (PNG, SVG) and the interactive HTML report.
 //! - [`nightly`]: the accuracy-regression job: config, baselines, JUnit, Markdown, trends.
 //! - [`replay`]: recomputing API calls in float64 from a dump's own inputs.
@@ -30,4 +31,5 @@ pub mod ranks;
 pub mod replay;
 pub mod report;
 pub mod session;
+pub mod shard;
 pub mod verdict;

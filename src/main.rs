@@ -6,7 +6,7 @@ use clap::Parser;
 use driftscope::align::Remap;
 use driftscope::cli::{
     BaselineArgs, BisectArgs, CheckArgs, Cli, Command, CompareArgs, DumpArgs, ExportArgs,
-    MappingArgs, PlotArgs, ReadArgs, ReplayArgs, ReportArgs, TrendArgs,
+    MappingArgs, MergeArgs, PartArgs, PlotArgs, ReadArgs, ReplayArgs, ReportArgs, TrendArgs,
 };
 use driftscope::compare::{compare, CompareOptions, Comparison, Status};
 use driftscope::dump::{Dump, OpenOptions};
@@ -16,6 +16,7 @@ use driftscope::ranks::{self, MultiRank};
 use driftscope::replay;
 use driftscope::report::{self, table, Exporter};
 use driftscope::session;
+use driftscope::shard;
 use driftscope::verdict::calibrate::Calibration;
 use driftscope::verdict::NoiseOptions;
 use std::io::IsTerminal;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Command::Report(a) => run_report(a),
         Command::Plot(a) => run_plot(a),
         Command::Export(a) => run_export(a),
+        Command::Merge(a) => run_merge(a),
     };
     match result {
         Ok(code) => code,
@@ -279,8 +281,38 @@ fn rank_errors(m: &MultiRank) -> ExitCode {
     code
 }
 
+/// The ranks `--ranks` and `--shard` choose, compared by `each`; with `--part`, that part
+/// file written for `driftscope merge`.
+fn compare_rank_set<F>(
+    d: &DumpArgs,
+    p: &PartArgs,
+    command: shard::PartCommand,
+    options: Vec<(&str, String)>,
+    each: F,
+) -> anyhow::Result<MultiRank>
+where
+    F: Fn(u32, &Path, &Path) -> anyhow::Result<(Comparison, Vec<String>)> + Sync,
+{
+    let plan = ranks::RankPlan::of(&d.reference, &d.candidate)?;
+    let sh = p
+        .shard
+        .map(|s| s.resolve(|k| std::env::var(k).ok()))
+        .transpose()?;
+    let only = shard::selection(&plan.all(), p.ranks.as_ref().map(|r| &r.0[..]), sh)?;
+    let m = plan.compare(&only, each)?;
+    if let Some(path) = &p.part {
+        let mut fp = d.fingerprint()?;
+        fp.extend(options.into_iter().map(|(k, v)| (k.to_string(), v)));
+        let h = shard::PartHeader::new(command, fp, &plan, only, sh);
+        let inputs = [d.reference.clone(), d.candidate.clone()];
+        report::write_atomic(path, &shard::part_bytes(&h, &m)?, &inputs)?;
+    }
+    Ok(m)
+}
+
 fn run_compare_ranks(a: CompareArgs) -> anyhow::Result<ExitCode> {
-    let m = ranks::compare_ranks(&a.dumps.reference, &a.dumps.candidate, |k, rp, dp| {
+    let cmd = shard::PartCommand::Compare;
+    let m = compare_rank_set(&a.dumps, &a.parts, cmd, vec![], |k, rp, dp| {
         let ra = rank_args(&a.dumps, k, rp, dp)?;
         let (r, d, remapped) = open_both(&ra)?;
         let opts = compare_options(&ra, &r)?;
@@ -389,7 +421,12 @@ fn bisect_dumps(
 }
 
 fn run_bisect_ranks(a: BisectArgs) -> anyhow::Result<ExitCode> {
-    let m = ranks::compare_ranks(&a.dumps.reference, &a.dumps.candidate, |k, rp, dp| {
+    let opts = vec![
+        ("baseline", a.baseline.is_some().to_string()),
+        ("exhaustive", a.exhaustive.to_string()),
+    ];
+    let cmd = shard::PartCommand::Bisect;
+    let m = compare_rank_set(&a.dumps, &a.parts, cmd, opts, |k, rp, dp| {
         let ra = rank_args(&a.dumps, k, rp, dp)?;
         let base = match &a.baseline {
             Some(b) => Some(ranks::rank_dir(b, k).context("--baseline")?),
@@ -702,4 +739,41 @@ fn run_export(a: ExportArgs) -> anyhow::Result<ExitCode> {
         c.analysis.summary
     );
     Ok(input_errors(&c))
+}
+
+fn run_merge(a: MergeArgs) -> anyhow::Result<ExitCode> {
+    let plan = shard::plan(&a.parts)?;
+    let out = std::fs::canonicalize(&a.output).ok();
+    if a.parts
+        .iter()
+        .any(|p| std::fs::canonicalize(p).ok() == out && out.is_some())
+    {
+        anyhow::bail!("-o {} is one of the parts", a.output.display());
+    }
+    let mut merged = None;
+    report::write_atomic_with(&a.output, &[], |w| {
+        merged = Some(plan.write(w)?);
+        Ok(())
+    })?;
+    let m = merged.context("merge wrote nothing")?;
+    println!("merged {} part(s) into {}", m.parts, a.output.display());
+    println!("ranks: {}", m.summary.text);
+    let mut code = ExitCode::SUCCESS;
+    if !m.missing_ranks_reference.is_empty() || !m.missing_ranks_candidate.is_empty() {
+        eprintln!(
+            "driftscope: error: ranks missing in the reference: [{}], in the candidate: [{}]",
+            ranks::join(&m.missing_ranks_reference),
+            ranks::join(&m.missing_ranks_candidate)
+        );
+        code = ExitCode::from(2);
+    }
+    if !m.broken.is_empty() {
+        eprintln!(
+            "driftscope: error: rank(s) {}: pairs that could not be read or compared (see their \
+             reports)",
+            shard::fmt_ranks(&m.broken)
+        );
+        code = ExitCode::from(2);
+    }
+    Ok(code)
 }
