@@ -504,11 +504,6 @@ fn on(v: &[u32], k: &u32) -> bool {
 }
 
 impl MergePlan {
-    /// Part files in the plan.
-    pub fn parts(&self) -> usize {
-        self.parts.len()
-    }
-
     /// Writes the multi-rank JSON report to `out`, exactly as `compare --json` (or `bisect
     /// --json`) on one machine writes it for the whole run, streaming the rank reports in rank
     /// order and holding one at a time.
