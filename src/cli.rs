@@ -5,6 +5,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use driftscope::dump::ascend_layout::LayoutOverride;
 use driftscope::dump::{DType, Format};
+use driftscope::shard::{RankList, ShardSpec};
 use driftscope::verdict::Fp32Matmul;
 use std::path::PathBuf;
 
@@ -41,6 +42,8 @@ pub enum Command {
     Plot(PlotArgs),
     /// Export a comparison for other viewers: Model Explorer's graph and node-data JSON.
     Export(ExportArgs),
+    /// Merge the part files of a sharded multi-rank run into one report (docs/cluster.md).
+    Merge(MergeArgs),
 }
 
 /// How to read dumps and which pairs to compare, shared by every command that opens dumps.
@@ -92,6 +95,21 @@ pub struct DumpArgs {
     pub mapping: MappingArgs,
 }
 
+/// Sharding a multi-rank run over machines (docs/cluster.md).
+#[derive(Args, Debug, Clone)]
+pub struct PartArgs {
+    /// Only these ranks of a multi-rank run (`0-63`, `0,2,8-15`).
+    #[arg(long, value_name = "LIST", value_parser = RankList::parse)]
+    pub ranks: Option<RankList>,
+    /// Compare shard I of N (zero-based) of the ranks, contiguous blocks; `N` alone takes I
+    /// from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX.
+    #[arg(long, value_name = "I/N", value_parser = ShardSpec::parse, requires = "part")]
+    pub shard: Option<ShardSpec>,
+    /// Write this shard's part file here, for `driftscope merge`.
+    #[arg(long, value_name = "PART.json")]
+    pub part: Option<PathBuf>,
+}
+
 /// msprobe's mapping options: how device names that differ pair with reference names.
 #[derive(Args, Debug, Clone, Default)]
 pub struct MappingArgs {
@@ -136,6 +154,9 @@ pub struct CompareArgs {
     /// Never colour the table.
     #[arg(long)]
     pub no_color: bool,
+    /// Multi-rank runs: which ranks, and a part file.
+    #[command(flatten)]
+    pub parts: PartArgs,
 }
 
 /// `driftscope bisect`.
@@ -159,6 +180,9 @@ pub struct BisectArgs {
     /// Replay the first divergence and the top ranked places in float64 (docs/replay.md).
     #[arg(long)]
     pub replay: bool,
+    /// Multi-rank runs: which ranks, and a part file.
+    #[command(flatten)]
+    pub parts: PartArgs,
 }
 
 /// `driftscope replay`.
@@ -295,6 +319,17 @@ pub struct ExportArgs {
     /// Write Model Explorer's graph (graph.json) and node-data files into this folder.
     #[arg(long, value_name = "OUT_DIR")]
     pub model_explorer: PathBuf,
+}
+
+/// `driftscope merge`.
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Part files written by `compare --part` or `bisect --part`, together the whole run.
+    #[arg(required = true, num_args = 1..)]
+    pub parts: Vec<PathBuf>,
+    /// The merged JSON report (as `--json` of the same command on one machine).
+    #[arg(short, long, value_name = "OUT.json")]
+    pub output: PathBuf,
 }
 
 /// A parser that accepts these names and lists them in `--help`; the library's `FromStr`

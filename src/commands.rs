@@ -2,10 +2,11 @@
 //! the arguments say, and the exit code.
 
 use crate::cli::{
-    BaselineArgs, BisectArgs, CheckArgs, CompareArgs, DumpArgs, ExportArgs, PlotArgs, ReplayArgs,
-    ReportArgs, TrendArgs,
+    BaselineArgs, BisectArgs, CheckArgs, CompareArgs, DumpArgs, ExportArgs, MergeArgs, PartArgs,
+    PlotArgs, ReplayArgs, ReportArgs, TrendArgs,
 };
 use crate::{options, progress};
+use anyhow::Context;
 use driftscope::align::Remap;
 use driftscope::compare::Comparison;
 use driftscope::dump::{Dump, OpenOptions};
@@ -14,7 +15,7 @@ use driftscope::ranks::{self, MultiRank};
 use driftscope::report::{self, table, Exporter};
 use driftscope::session::{self, Options, Session};
 use driftscope::verdict::Fp32Matmul;
-use driftscope::{plot, replay};
+use driftscope::{plot, replay, shard};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,9 +24,13 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     let o = options::of_dumps(&a.dumps)?;
     let (r, d) = (&a.dumps.reference, &a.dumps.candidate);
     if session::is_multi_rank(r, d, &o) {
-        let m = session::compare_ranks(r, d, &o, &|_, s| note(&o, &s.remap, &s.candidate))?;
-        return compare_ranks(&a, &m);
+        let sel = options::rank_selection(&a.parts)?;
+        let opened = |_, s: &Session| note(&o, &s.remap, &s.candidate);
+        let run = session::compare_ranks(r, d, &o, &sel, &opened)?;
+        write_part(&a.parts, &run, &a.dumps)?;
+        return compare_ranks(&a, &run.result);
     }
+    refuse_rank_options(&a.parts)?;
     let s = open(&a.dumps, &o)?;
     let bar = progress::bar(s.reference.entries.len() as u64, "comparing");
     let c = s.compare(&|| bar.inc(1));
@@ -71,11 +76,13 @@ pub fn bisect(a: BisectArgs) -> anyhow::Result<ExitCode> {
     let o = options::of_dumps(&a.dumps)?;
     let (r, d) = (&a.dumps.reference, &a.dumps.candidate);
     if session::is_multi_rank(r, d, &o) {
-        let base = a.baseline.as_deref();
+        let (base, sel) = (a.baseline.as_deref(), options::rank_selection(&a.parts)?);
         let opened = |_, s: &Session| note(&o, &s.remap, &s.candidate);
-        let m = session::bisect_ranks(r, d, base, &o, a.exhaustive, &opened)?;
-        return bisect_ranks(&a, &m);
+        let run = session::bisect_ranks(r, d, base, &o, a.exhaustive, &sel, &opened)?;
+        write_part(&a.parts, &run, &a.dumps)?;
+        return bisect_ranks(&a, &run.result);
     }
+    refuse_rank_options(&a.parts)?;
     let s = open(&a.dumps, &o)?;
     let base = match &a.baseline {
         Some(p) => {
@@ -306,6 +313,57 @@ pub fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
         c.analysis.summary
     );
     Ok(input_errors(&c))
+}
+
+pub fn merge(a: MergeArgs) -> anyhow::Result<ExitCode> {
+    let plan = shard::plan(&a.parts)?;
+    let out = std::fs::canonicalize(&a.output).ok();
+    if out.is_some() && a.parts.iter().any(|p| std::fs::canonicalize(p).ok() == out) {
+        anyhow::bail!("-o {} is one of the parts", a.output.display());
+    }
+    let mut merged = None;
+    report::write_atomic_with(&a.output, &[], |w| {
+        merged = Some(plan.write(w)?);
+        Ok(())
+    })?;
+    let m = merged.context("merge wrote nothing")?;
+    println!("merged {} part(s) into {}", m.parts, a.output.display());
+    println!("ranks: {}", m.summary.text);
+    let mut code = ExitCode::SUCCESS;
+    if !m.missing_ranks_reference.is_empty() || !m.missing_ranks_candidate.is_empty() {
+        eprintln!(
+            "driftscope: error: ranks missing in the reference: [{}], in the candidate: [{}]",
+            ranks::join(&m.missing_ranks_reference),
+            ranks::join(&m.missing_ranks_candidate)
+        );
+        code = ExitCode::from(2);
+    }
+    if !m.broken.is_empty() {
+        eprintln!(
+            "driftscope: error: rank(s) {}: pairs that could not be read or compared (see their \
+             reports)",
+            shard::fmt_ranks(&m.broken)
+        );
+        code = ExitCode::from(2);
+    }
+    Ok(code)
+}
+
+/// `--part`: this shard's part file, for `driftscope merge`.
+fn write_part(p: &PartArgs, run: &session::RankRun, d: &DumpArgs) -> anyhow::Result<()> {
+    if let Some(path) = &p.part {
+        report::write_atomic(path, &run.part_bytes()?, &inputs(d))?;
+    }
+    Ok(())
+}
+
+fn refuse_rank_options(p: &PartArgs) -> anyhow::Result<()> {
+    if options::wants_ranks(p) {
+        anyhow::bail!(
+            "--ranks, --shard and --part apply to multi-rank runs (msprobe roots of rankN folders)"
+        );
+    }
+    Ok(())
 }
 
 /// Opens the two dumps and says what the mapping options did.

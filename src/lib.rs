@@ -21,6 +21,7 @@
 //! - [`plot`]: static plots (PNG, SVG) and the interactive HTML report.
 //! - [`nightly`]: the accuracy-regression job: config, baselines, JUnit, Markdown, trends.
 //! - [`ranks`]: multi-rank runs compared rank by rank.
+//! - [`shard`]: sharded multi-rank runs: part files and their streaming merge.
 //! - [`session`]: the entry point: paths and options in, what the commands compute out.
 
 pub mod align;
@@ -38,4 +39,5 @@ pub mod ranks;
 pub mod replay;
 pub mod report;
 pub mod session;
+pub mod shard;
 pub mod verdict;

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Report(a) => commands::report(a),
         Command::Plot(a) => commands::plot(a),
         Command::Export(a) => commands::export(a),
+        Command::Merge(a) => commands::merge(a),
     };
     match result {
         Ok(code) => code,

@@ -1,10 +1,10 @@
 //! Command-line arguments turned into the library's typed options, in one place.
 
-use crate::cli::{DumpArgs, MappingArgs, ReadArgs};
+use crate::cli::{DumpArgs, MappingArgs, PartArgs, ReadArgs};
 use anyhow::Context;
 use driftscope::compare::CompareOptions;
 use driftscope::dump::OpenOptions;
-use driftscope::session::{MappingFiles, Options};
+use driftscope::session::{MappingFiles, Options, RankSelection};
 use driftscope::verdict::NoiseOptions;
 
 /// The options of a command that opens a reference and a candidate.
@@ -28,6 +28,22 @@ pub fn of_report(read: &ReadArgs, m: &MappingArgs) -> anyhow::Result<Options> {
         noise_run: None,
         mapping: mapping(m),
     })
+}
+
+/// `--ranks` and `--shard` (its index from the scheduler's variables when not given).
+pub fn rank_selection(a: &PartArgs) -> anyhow::Result<RankSelection> {
+    Ok(RankSelection {
+        ranks: a.ranks.as_ref().map(|r| r.0.clone()),
+        shard: a
+            .shard
+            .map(|s| s.resolve(|k| std::env::var(k).ok()))
+            .transpose()?,
+    })
+}
+
+/// `--ranks`, `--shard` or `--part` given: they apply to multi-rank runs only.
+pub fn wants_ranks(a: &PartArgs) -> bool {
+    a.ranks.is_some() || a.shard.is_some() || a.part.is_some()
 }
 
 fn open(a: &ReadArgs) -> OpenOptions {

@@ -1,10 +1,12 @@
 //! Multi-rank runs: an msprobe dump root (or `stepN` folder) holding one `rankN` folder per
 //! rank. Ranks are paired by rank id, never by position: a rank present on one side only is
 //! reported as missing and the others are still compared. Paired ranks are compared in
-//! parallel; the summary says which ranks diverge, and which diverge first.
+//! parallel; the summary says which ranks diverge, which diverge first, and, where a
+//! collective spread the error, which ranks' inputs carried it (docs/divergence.md).
 
 use crate::compare::Comparison;
 use crate::dump::msprobe::find_dump_jsons;
+use crate::dump::Role;
 use crate::verdict::Overall;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -71,6 +73,20 @@ pub struct RankReport {
     pub fused_reference: Vec<String>,
 }
 
+impl RankReport {
+    /// A pair could not be read or compared (shapes that do not fit), or nothing paired: the
+    /// run exits 2 for this rank.
+    pub fn is_broken(&self) -> bool {
+        use crate::compare::Status;
+        self.report.pairs.is_empty()
+            || self
+                .report
+                .pairs
+                .iter()
+                .any(|p| matches!(p.status, Status::Error | Status::ShapeMismatch))
+    }
+}
+
 /// Where one rank first diverges.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RankDivergence {
@@ -82,6 +98,36 @@ pub struct RankDivergence {
     pub order: usize,
     /// Its relative L2 error.
     pub rel_l2_err: f64,
+    /// Role of the tensor judged divergent there (an input role: the error arrived in the
+    /// place's inputs with no earlier place of this rank to explain it).
+    pub role: Role,
+}
+
+impl RankDivergence {
+    /// Where `r` first diverges, when its run diverged.
+    pub fn of(r: &RankReport) -> Option<RankDivergence> {
+        let a = &r.report.analysis;
+        let f = a.first_divergence.as_ref()?;
+        (a.overall == Overall::Diverged).then(|| RankDivergence {
+            rank: r.rank,
+            place: f.name.clone(),
+            order: f.order,
+            rel_l2_err: f.rel_l2_err,
+            role: f.role,
+        })
+    }
+}
+
+/// A collective that turned clean local inputs into a divergent output: the ranks whose
+/// inputs carried the error into it, and the ranks that only received it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CollectiveSpread {
+    /// The collective call (`Distributed.all_reduce.0.forward`).
+    pub place: String,
+    /// Ranks whose inputs to it diverge: where the error came from.
+    pub carried_by: Vec<u32>,
+    /// Ranks whose inputs to it are clean and whose output diverges.
+    pub received_by: Vec<u32>,
 }
 
 /// What the ranks show together.
@@ -95,6 +141,10 @@ pub struct RankSummary {
     pub first_ranks: Vec<u32>,
     /// Ranks with no divergence beyond noise.
     pub clean: Vec<u32>,
+    /// When the earliest divergent place is a collective (msprobe `Distributed.*`) that some
+    /// ranks enter with divergent inputs and others leave with only a divergent output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collective: Option<CollectiveSpread>,
     /// One sentence for humans.
     pub text: String,
 }
@@ -119,72 +169,109 @@ impl MultiRank {
     }
 }
 
-/// Pairs the ranks of two multi-rank roots by id and runs `each(rank, ref_dir, dev_dir)` (a
-/// comparison and its fused reference tensors) on every rank present on both sides, in
-/// parallel. Fails when either side is not a multi-rank
-/// root, or when any rank's comparison fails (naming the rank).
-pub fn compare_ranks<F>(reference: &Path, candidate: &Path, each: F) -> anyhow::Result<MultiRank>
-where
-    F: Fn(u32, &Path, &Path) -> anyhow::Result<(Comparison, Vec<String>)> + Sync,
-{
-    let side = |p: &Path, what: &str| {
-        find_ranks(p).ok_or_else(|| {
-            anyhow::anyhow!(
-                "{what} {} is not a multi-rank dump (rankN folders) while the other side is: \
-                 point both at a rank folder or both at the dump root",
-                p.display()
-            )
+/// The rank folders of both sides of a multi-rank run.
+#[derive(Clone, Debug)]
+pub struct RankPlan {
+    /// Reference rank folders, by rank id.
+    pub reference: BTreeMap<u32, PathBuf>,
+    /// Candidate rank folders, by rank id.
+    pub candidate: BTreeMap<u32, PathBuf>,
+}
+
+impl RankPlan {
+    /// The ranks of two multi-rank roots. Fails when either side is not a multi-rank root.
+    pub fn of(reference: &Path, candidate: &Path) -> anyhow::Result<RankPlan> {
+        let side = |p: &Path, what: &str| {
+            find_ranks(p).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{what} {} is not a multi-rank dump (rankN folders) while the other side \
+                     is: point both at a rank folder or both at the dump root",
+                    p.display()
+                )
+            })
+        };
+        Ok(RankPlan {
+            reference: side(reference, "reference")?,
+            candidate: side(candidate, "candidate")?,
         })
-    };
-    let r = side(reference, "reference")?;
-    let d = side(candidate, "candidate")?;
-    let both: Vec<(u32, &PathBuf, &PathBuf)> = r
-        .iter()
-        .filter_map(|(k, rp)| d.get(k).map(|dp| (*k, rp, dp)))
-        .collect();
-    let ranks = both
-        .par_iter()
-        .map(|&(k, rp, dp)| {
-            each(k, rp, dp)
-                .map(|(report, fused_reference)| RankReport {
-                    rank: k,
-                    report,
-                    fused_reference,
-                })
-                .map_err(|e| e.context(format!("rank {k}")))
+    }
+
+    /// Every rank of the run (on either side), ascending.
+    pub fn all(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .reference
+            .keys()
+            .chain(self.candidate.keys())
+            .copied()
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Runs `each(rank, ref_dir, dev_dir)` (a comparison and its fused reference tensors) on
+    /// every rank of `only` present on both sides, in parallel; ranks of `only` present on one
+    /// side are reported missing. Fails when any rank's comparison fails (naming the rank).
+    pub fn compare<F>(&self, only: &[u32], each: F) -> anyhow::Result<MultiRank>
+    where
+        F: Fn(u32, &Path, &Path) -> anyhow::Result<(Comparison, Vec<String>)> + Sync,
+    {
+        let (r, d) = (&self.reference, &self.candidate);
+        let both: Vec<(u32, &PathBuf, &PathBuf)> = only
+            .iter()
+            .filter_map(|k| Some((*k, r.get(k)?, d.get(k)?)))
+            .collect();
+        let ranks = both
+            .par_iter()
+            .map(|&(k, rp, dp)| {
+                each(k, rp, dp)
+                    .map(|(report, fused_reference)| RankReport {
+                        rank: k,
+                        report,
+                        fused_reference,
+                    })
+                    .map_err(|e| e.context(format!("rank {k}")))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let only_in = |a: &BTreeMap<u32, PathBuf>, b: &BTreeMap<u32, PathBuf>| {
+            only.iter()
+                .filter(|k| a.contains_key(k) && !b.contains_key(k))
+                .copied()
+                .collect()
+        };
+        let summary = summarize(&ranks);
+        Ok(MultiRank {
+            ranks,
+            missing_ranks_reference: only_in(d, r),
+            missing_ranks_candidate: only_in(r, d),
+            summary,
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let missing_ranks_reference = d.keys().filter(|k| !r.contains_key(k)).copied().collect();
-    let missing_ranks_candidate = r.keys().filter(|k| !d.contains_key(k)).copied().collect();
-    let summary = summarize(&ranks);
-    Ok(MultiRank {
-        ranks,
-        missing_ranks_reference,
-        missing_ranks_candidate,
-        summary,
-    })
+    }
 }
 
 /// The summary across ranks.
 pub fn summarize(ranks: &[RankReport]) -> RankSummary {
+    summarize_divergences(
+        ranks.iter().map(|r| r.rank).collect(),
+        ranks.iter().filter_map(RankDivergence::of).collect(),
+    )
+}
+
+/// The summary across the `compared` ranks, of which `diverged` diverged (any order).
+pub fn summarize_divergences(compared: Vec<u32>, mut diverged: Vec<RankDivergence>) -> RankSummary {
+    diverged.sort_by_key(|d| (d.order, d.rank));
+    let bad: std::collections::BTreeSet<u32> = diverged.iter().map(|d| d.rank).collect();
+    let clean = compared
+        .iter()
+        .filter(|k| !bad.contains(k))
+        .copied()
+        .collect();
     let mut s = RankSummary {
-        compared: ranks.iter().map(|r| r.rank).collect(),
+        compared,
+        diverged,
+        clean,
         ..RankSummary::default()
     };
-    for r in ranks {
-        match &r.report.analysis.first_divergence {
-            Some(f) if r.report.analysis.overall == Overall::Diverged => {
-                s.diverged.push(RankDivergence {
-                    rank: r.rank,
-                    place: f.name.clone(),
-                    order: f.order,
-                    rel_l2_err: f.rel_l2_err,
-                })
-            }
-            _ => s.clean.push(r.rank),
-        }
-    }
-    s.diverged.sort_by_key(|d| (d.order, d.rank));
     if let Some(first) = s.diverged.first() {
         let o = first.order;
         s.first_ranks = s
@@ -194,20 +281,60 @@ pub fn summarize(ranks: &[RankReport]) -> RankSummary {
             .map(|d| d.rank)
             .collect();
     }
+    s.collective = collective_spread(&s.diverged);
     s.text = match s.diverged.first() {
         None => format!(
             "no rank diverges beyond noise ({} rank(s) compared)",
             s.compared.len()
         ),
         Some(f) => format!(
-            "{} of {} rank(s) diverge; first: rank(s) {} at {}",
+            "{} of {} rank(s) diverge; first: rank(s) {} at {}{}",
             s.diverged.len(),
             s.compared.len(),
             join(&s.first_ranks),
-            f.place
+            f.place,
+            match &s.collective {
+                Some(c) => format!(
+                    "; the collective spread it: the inputs of rank(s) {} carried the error",
+                    join(&c.carried_by)
+                ),
+                None => String::new(),
+            }
         ),
     };
     s
+}
+
+/// Rule (docs/divergence.md, "Across ranks"): when the earliest divergent place is a
+/// collective, the ranks that first diverge at that same call split into those whose inputs
+/// diverge there (they carried the error in) and those whose inputs are clean and whose output
+/// diverges (they received it). Named only when both groups are there.
+fn collective_spread(diverged: &[RankDivergence]) -> Option<CollectiveSpread> {
+    let place = &diverged.first()?.place;
+    if !place.starts_with("Distributed.") {
+        return None;
+    }
+    let at: Vec<&RankDivergence> = diverged.iter().filter(|d| &d.place == place).collect();
+    let mut carried_by: Vec<u32> = at
+        .iter()
+        .filter(|d| d.role.is_input())
+        .map(|d| d.rank)
+        .collect();
+    let mut received_by: Vec<u32> = at
+        .iter()
+        .filter(|d| !d.role.is_input())
+        .map(|d| d.rank)
+        .collect();
+    if carried_by.is_empty() || received_by.is_empty() {
+        return None;
+    }
+    carried_by.sort_unstable();
+    received_by.sort_unstable();
+    Some(CollectiveSpread {
+        place: place.clone(),
+        carried_by,
+        received_by,
+    })
 }
 
 /// `0, 1, 3`.

@@ -30,9 +30,11 @@ use crate::nightly::{self, baseline::Baseline, config::Compiled, CheckReport};
 use crate::own_error;
 use crate::plot::heatmap::{self, Heat};
 use crate::plot::Run;
-use crate::ranks::{self, MultiRank};
+use crate::ranks::{self, MultiRank, RankPlan};
 use crate::replay::{self, ReplayReport};
+use crate::shard::{self, PartCommand, PartHeader, Shard};
 use crate::verdict::calibrate::Calibration;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -94,6 +96,32 @@ pub struct Options {
 }
 
 impl Options {
+    /// What changes a rank's result besides the dumps, for part files: the read and noise
+    /// options, and digests of the mapping files (paths may differ between nodes, contents
+    /// must not).
+    pub fn fingerprint(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        let o = &self.open;
+        let mut m = BTreeMap::new();
+        let filter = self.compare.filter.as_ref().map(|f| f.as_str());
+        let read = format!(
+            "{:?} {:?} {} {filter:?} {:?}",
+            o.format, o.npy_dtype, o.allow_symlinks, self.compare.noise
+        );
+        m.insert("read".into(), read);
+        m.insert("layout".into(), format!("{:?}", o.layout));
+        m.insert("noise".into(), self.noise_run.is_some().to_string());
+        m.insert("fuzzy".into(), self.mapping.fuzzy.to_string());
+        for (k, f) in [
+            ("data_mapping", &self.mapping.data_mapping),
+            ("layer_mapping", &self.mapping.layer_mapping),
+            ("fusion_map", &self.mapping.fusion_map),
+        ] {
+            let v = f.as_deref().map(shard::file_digest).transpose()?;
+            m.insert(k.into(), v.unwrap_or_else(|| "-".into()));
+        }
+        Ok(m)
+    }
+
     fn reference_open(&self) -> OpenOptions {
         OpenOptions {
             layout: None,
@@ -337,19 +365,64 @@ pub fn nightly_compare(
     Ok((c, options.noise))
 }
 
+/// Which ranks of a multi-rank run to compare: all of them, a list (`--ranks`), and/or one
+/// shard of them (`--shard I/N`).
+#[derive(Clone, Debug, Default)]
+pub struct RankSelection {
+    /// Only these ranks.
+    pub ranks: Option<Vec<u32>>,
+    /// Shard I of N of the (listed) ranks.
+    pub shard: Option<Shard>,
+}
+
+/// A multi-rank comparison of the selected ranks, with what a part file for `merge` records.
+pub struct RankRun {
+    /// The ranks compared, as one machine reports them.
+    pub result: MultiRank,
+    command: PartCommand,
+    fingerprint: BTreeMap<String, String>,
+    plan: RankPlan,
+    covered: Vec<u32>,
+    shard: Option<Shard>,
+}
+
+impl RankRun {
+    /// The part file of this shard: a header naming the whole run, its options and the ranks
+    /// covered, then the rank reports (docs/cluster.md).
+    pub fn part_bytes(&self) -> anyhow::Result<Vec<u8>> {
+        let h = PartHeader::new(
+            self.command,
+            self.fingerprint.clone(),
+            &self.plan,
+            self.covered.clone(),
+            self.shard,
+        );
+        shard::part_bytes(&h, &self.result)
+    }
+}
+
 /// `compare` of two multi-rank roots (`rankN` folders), rank by rank in parallel; `--noise`
 /// is narrowed to the same rank. `opened` sees each rank's session before it is compared.
 pub fn compare_ranks(
     reference: &Path,
     candidate: &Path,
     o: &Options,
+    sel: &RankSelection,
     opened: &(dyn Fn(u32, &Session) + Sync),
-) -> anyhow::Result<MultiRank> {
-    ranks::compare_ranks(reference, candidate, |k, rp, dp| {
-        let s = Session::open(rp, dp, &rank_options(o, k)?)?;
-        opened(k, &s);
-        Ok((s.compare(&|| {}), s.remap.fused))
-    })
+) -> anyhow::Result<RankRun> {
+    rank_run(
+        reference,
+        candidate,
+        o,
+        sel,
+        PartCommand::Compare,
+        vec![],
+        |k, rp, dp| {
+            let s = Session::open(rp, dp, &rank_options(o, k)?)?;
+            opened(k, &s);
+            Ok((s.compare(&|| {}), s.remap.fused))
+        },
+    )
 }
 
 /// `bisect` of two multi-rank roots, rank by rank; `baseline` is a root too.
@@ -359,19 +432,59 @@ pub fn bisect_ranks(
     baseline: Option<&Path>,
     o: &Options,
     exhaustive: bool,
+    sel: &RankSelection,
     opened: &(dyn Fn(u32, &Session) + Sync),
-) -> anyhow::Result<MultiRank> {
-    ranks::compare_ranks(reference, candidate, |k, rp, dp| {
-        let s = Session::open(rp, dp, &rank_options(o, k)?)?;
-        opened(k, &s);
-        let base = match baseline {
-            Some(b) => {
-                let dir = ranks::rank_dir(b, k).map_err(|e| e.context("--baseline"))?;
-                Some(s.open_device(&dir)?.0)
-            }
-            None => None,
-        };
-        Ok((s.bisect(base.as_ref(), exhaustive)?, s.remap.fused))
+) -> anyhow::Result<RankRun> {
+    let extra = vec![
+        ("baseline", baseline.is_some().to_string()),
+        ("exhaustive", exhaustive.to_string()),
+    ];
+    rank_run(
+        reference,
+        candidate,
+        o,
+        sel,
+        PartCommand::Bisect,
+        extra,
+        |k, rp, dp| {
+            let s = Session::open(rp, dp, &rank_options(o, k)?)?;
+            opened(k, &s);
+            let base = match baseline {
+                Some(b) => {
+                    let dir = ranks::rank_dir(b, k).map_err(|e| e.context("--baseline"))?;
+                    Some(s.open_device(&dir)?.0)
+                }
+                None => None,
+            };
+            Ok((s.bisect(base.as_ref(), exhaustive)?, s.remap.fused))
+        },
+    )
+}
+
+fn rank_run<F>(
+    reference: &Path,
+    candidate: &Path,
+    o: &Options,
+    sel: &RankSelection,
+    command: PartCommand,
+    extra: Vec<(&str, String)>,
+    each: F,
+) -> anyhow::Result<RankRun>
+where
+    F: Fn(u32, &Path, &Path) -> anyhow::Result<(Comparison, Vec<String>)> + Sync,
+{
+    let plan = RankPlan::of(reference, candidate)?;
+    let covered = shard::selection(&plan.all(), sel.ranks.as_deref(), sel.shard)?;
+    let result = plan.compare(&covered, each)?;
+    let mut fingerprint = o.fingerprint()?;
+    fingerprint.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));
+    Ok(RankRun {
+        result,
+        command,
+        fingerprint,
+        plan,
+        covered,
+        shard: sel.shard,
     })
 }
 

@@ -20,6 +20,7 @@ const ORDER: &[&str] = &[
     "plot",
     "nightly",
     "ranks",
+    "shard",
     "session",
 ];
 

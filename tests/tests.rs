@@ -15,6 +15,7 @@ mod ascend_msprobe_tasks;
 mod ascend_ranks;
 mod bombs;
 mod cli;
+mod cluster;
 mod compare_real;
 mod corpus;
 mod divergence_real;

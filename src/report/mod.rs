@@ -60,6 +60,16 @@ pub fn fmt_p(p: f64) -> String {
 /// Writes `bytes` to `path` atomically (a temporary file in the same folder, then a rename),
 /// refusing any path inside one of `inputs` (the dumps are never written to).
 pub fn write_atomic(path: &Path, bytes: &[u8], inputs: &[PathBuf]) -> anyhow::Result<()> {
+    write_atomic_with(path, inputs, |w| Ok(w.write_all(bytes)?))
+}
+
+/// [`write_atomic`] of what `fill` writes, streamed to the temporary file (for outputs too
+/// large to hold). When `fill` fails, nothing is left behind and its error is returned.
+pub fn write_atomic_with(
+    path: &Path,
+    inputs: &[PathBuf],
+    fill: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -103,15 +113,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8], inputs: &[PathBuf]) -> anyhow::Re
         name.to_string_lossy(),
         std::process::id()
     ));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+    let result = (|| -> anyhow::Result<()> {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        fill(&mut w)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        Ok(std::fs::rename(&tmp, path)?)
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        anyhow::bail!("cannot write {}: {e}", path.display());
+        anyhow::bail!("cannot write {}: {e:#}", path.display());
     }
     Ok(())
 }

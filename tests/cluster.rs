@@ -1,0 +1,385 @@
+//! Sharded multi-rank runs (`compare --part/--shard`, `merge`) and the cross-rank first
+//! divergence, on multi-rank dumps built from the real llama runs: every rank ends with a real
+//! `Distributed.all_reduce` (inputs: that rank's last linear output; output: the sum over the
+//! ranks), and on the candidate one rank's input to it is perturbed.
+
+use crate::common;
+use common::*;
+use driftscope::dump::DType;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const RANKS: u32 = 4;
+const BAD_RANK: u32 = 2;
+const LAST: &str = "Functional.linear.28.forward.output.0";
+const AR: &str = "Distributed.all_reduce.0.forward";
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), t).unwrap();
+        }
+    }
+}
+
+/// The one `procN` folder of a llama run.
+fn proc_dir(run: &str) -> PathBuf {
+    std::fs::read_dir(llama(run).join("step0"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("dump.json").is_file())
+        .unwrap()
+}
+
+/// msprobe's tensor record for `x` (its statistics recomputed) stored in `file`.
+fn record(dtype: &str, shape: &[usize], x: &[f32], file: &str) -> serde_json::Value {
+    let n = x.len() as f64;
+    let f = |v: f64| serde_json::json!(v);
+    serde_json::json!({
+        "type": "torch.Tensor",
+        "dtype": dtype,
+        "shape": shape,
+        "Max": f(x.iter().fold(f64::MIN, |m, v| m.max(*v as f64))),
+        "Min": f(x.iter().fold(f64::MAX, |m, v| m.min(*v as f64))),
+        "Mean": f(x.iter().map(|v| *v as f64).sum::<f64>() / n),
+        "Norm": f(x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt()),
+        "requires_grad": false,
+        "data_name": file,
+    })
+}
+
+/// Writes `x` (rounded to the run's dtype) as an `.npy` tensor file of the rank.
+fn save(rank_dir: &Path, file: &str, dtype: DType, shape: &[usize], x: &[f32]) {
+    let bytes: Vec<u8> = match dtype {
+        DType::Float16 => x
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
+        _ => x.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    };
+    std::fs::write(
+        rank_dir.join("dump_tensor_data").join(file),
+        npy_bytes(dtype, shape, &bytes),
+    )
+    .unwrap();
+}
+
+/// One side: `runs[k]` copied as `rankk`, each ending with the all_reduce of the ranks' last
+/// linear outputs; `perturb` scales rank `BAD_RANK`'s input to it by up to ±20%.
+fn side(root: &Path, runs: &[&str], perturb: bool) {
+    let mut inputs = Vec::new();
+    let mut meta = None;
+    for (k, run) in runs.iter().enumerate() {
+        let d = root.join(format!("step0/rank{k}"));
+        copy_dir(&proc_dir(run), &d);
+        let dump = open(&d);
+        let e = dump.entries.iter().find(|e| e.name == LAST).unwrap();
+        let mut x: Vec<f32> = dump
+            .load(e)
+            .unwrap()
+            .to_f64_vec()
+            .iter()
+            .map(|v| *v as f32)
+            .collect();
+        if perturb && k as u32 == BAD_RANK {
+            for (i, v) in x.iter_mut().enumerate() {
+                *v *= 1.0 + 0.2 * ((i * 7919 % 13) as f32 / 6.0 - 1.0);
+            }
+        }
+        let dtype = e.dtype.unwrap();
+        let name = if dtype == DType::Float16 {
+            "torch.float16"
+        } else {
+            "torch.float32"
+        };
+        meta = Some((dtype, name, e.shape.clone().unwrap()));
+        inputs.push(x);
+    }
+    let (dtype, name, shape) = meta.unwrap();
+    let sum: Vec<f32> = (0..inputs[0].len())
+        .map(|i| inputs.iter().map(|x| x[i]).sum())
+        .collect();
+    for (k, x) in inputs.iter().enumerate() {
+        let d = root.join(format!("step0/rank{k}"));
+        let (fi, fo) = (format!("{AR}.input.0.npy"), format!("{AR}.output.0.npy"));
+        save(&d, &fi, dtype, &shape, x);
+        save(&d, &fo, dtype, &shape, &sum);
+        let p = d.join("dump.json");
+        let mut v = driftscope::dump::msprobe::parse_json(&std::fs::read(&p).unwrap()).unwrap();
+        v["data"][AR] = serde_json::json!({
+            "input_args": [record(name, &shape, x, &fi)],
+            "input_kwargs": {"op": {"type": "str", "value": "sum"}},
+            "output": [record(name, &shape, &sum, &fo)],
+        });
+        std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+    }
+}
+
+/// reference: `RANKS` copies of cpu_fp32; candidate: `RANKS` copies of the clean fp16 run with
+/// rank `BAD_RANK`'s all_reduce input perturbed.
+fn fixture() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    side(&t.path().join("ref"), &["cpu_fp32"; RANKS as usize], false);
+    side(&t.path().join("dev"), &["cuda_fp16"; RANKS as usize], true);
+    t
+}
+
+fn run(args: &[&str], env: &[(&str, &str)], dir: &Path) -> (i32, String, String) {
+    let o = Command::new(bin())
+        .args(args)
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn parts(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("out"))
+        .unwrap()
+        .map(|e| format!("out/{}", e.unwrap().file_name().to_string_lossy()))
+        .filter(|n| n.starts_with("out/part-"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn merged_shards_equal_one_machine_and_name_the_rank_that_fed_the_all_reduce() {
+    let t = fixture();
+    let dir = t.path();
+    let (code, out, err) = run(
+        &["compare", "ref", "dev", "--json", "single.json"],
+        &[],
+        dir,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!(
+            "the collective spread it: the inputs of rank(s) {BAD_RANK} carried the error"
+        )),
+        "{out}"
+    );
+    // Three shards over four ranks; the last takes its index from Slurm's variable.
+    for i in 0..2 {
+        let (shard, part) = (format!("{i}/3"), format!("out/part-{i}.json"));
+        let (code, _, err) = run(
+            &["compare", "ref", "dev", "--shard", &shard, "--part", &part],
+            &[],
+            dir,
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, _, err) = run(
+        &[
+            "compare",
+            "ref",
+            "dev",
+            "--shard",
+            "3",
+            "--part",
+            "out/part-2.json",
+        ],
+        &[("SLURM_ARRAY_TASK_ID", "2")],
+        dir,
+    );
+    assert_eq!(code, 0, "{err}");
+    let merge = |extra: &[&str]| {
+        let mut a = vec!["merge", "-o", "merged.json"];
+        let p = parts(dir);
+        a.extend(p.iter().map(String::as_str));
+        a.extend(extra);
+        run(&a, &[], dir)
+    };
+    let (code, out, err) = merge(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("merged 3 part(s)"), "{out}");
+    let single = std::fs::read(dir.join("single.json")).unwrap();
+    assert_eq!(
+        std::fs::read(dir.join("merged.json")).unwrap(),
+        single,
+        "the merged report differs from the single-machine one"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&single).unwrap();
+    let s = &v["summary"];
+    assert_eq!(s["collective"]["place"], AR);
+    assert_eq!(s["collective"]["carried_by"], serde_json::json!([BAD_RANK]));
+    assert_eq!(s["collective"]["received_by"], serde_json::json!([0, 1, 3]));
+    assert_eq!(s["first_ranks"], serde_json::json!([0, 1, 2, 3]));
+    let bad = s["diverged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["rank"] == BAD_RANK)
+        .unwrap();
+    assert_eq!(bad["role"], "input");
+    assert_eq!(bad["place"], AR);
+
+    // Rerunning a shard rewrites the same part.
+    let before = std::fs::read(dir.join("out/part-1.json")).unwrap();
+    let (code, _, err) = run(
+        &[
+            "compare",
+            "ref",
+            "dev",
+            "--shard",
+            "1/3",
+            "--part",
+            "out/part-1.json",
+        ],
+        &[],
+        dir,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(dir.join("out/part-1.json")).unwrap(), before);
+
+    // Parts chosen by --ranks instead merge to the same report.
+    std::fs::remove_dir_all(dir.join("out")).unwrap();
+    for (i, r) in ["0-1", "2,3"].iter().enumerate() {
+        let part = format!("out/part-{i}.json");
+        let (code, _, err) = run(
+            &["compare", "ref", "dev", "--ranks", r, "--part", &part],
+            &[],
+            dir,
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, _, err) = merge(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(dir.join("merged.json")).unwrap(), single);
+
+    // A missing part: the merge names its ranks, exits 2 and leaves the old report alone.
+    std::fs::remove_file(dir.join("out/part-1.json")).unwrap();
+    std::fs::remove_file(dir.join("merged.json")).unwrap();
+    let (code, _, err) = merge(&[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no part covers rank(s) 2-3 (2 of 4 ranks)"),
+        "{err}"
+    );
+    assert!(!dir.join("merged.json").exists());
+
+    // A part made with other options never merges.
+    let (code, _, err) = run(
+        &[
+            "compare",
+            "ref",
+            "dev",
+            "--ranks",
+            "2-3",
+            "--filter",
+            "linear",
+            "--part",
+            "out/part-1.json",
+        ],
+        &[],
+        dir,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = merge(&[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("come from different runs: option read differs"),
+        "{err}"
+    );
+
+    // A truncated part is refused, naming the file.
+    let (code, _, err) = run(
+        &[
+            "compare",
+            "ref",
+            "dev",
+            "--ranks",
+            "2-3",
+            "--part",
+            "out/part-1.json",
+        ],
+        &[],
+        dir,
+    );
+    assert_eq!(code, 0, "{err}");
+    let p = dir.join("out/part-1.json");
+    let b = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &b[..b.len() - 100]).unwrap();
+    let (code, _, err) = merge(&[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("part-1.json") && err.contains("cut short"),
+        "{err}"
+    );
+    assert!(!dir.join("merged.json").exists());
+}
+
+#[test]
+fn overlapping_or_foreign_parts_are_refused() {
+    let t = fixture();
+    let dir = t.path();
+    for (i, r) in ["0-2", "2-3"].iter().enumerate() {
+        let part = format!("out/part-{i}.json");
+        let (code, _, err) = run(
+            &["compare", "ref", "dev", "--ranks", r, "--part", &part],
+            &[],
+            dir,
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, _, err) = run(
+        &[
+            "merge",
+            "out/part-0.json",
+            "out/part-1.json",
+            "-o",
+            "m.json",
+        ],
+        &[],
+        dir,
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("rank 2 is covered by both"), "{err}");
+    std::fs::write(dir.join("out/part-1.json"), "{\"rank\": 3}\n").unwrap();
+    let (code, _, err) = run(
+        &[
+            "merge",
+            "out/part-0.json",
+            "out/part-1.json",
+            "-o",
+            "m.json",
+        ],
+        &[],
+        dir,
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("part-1.json: not a driftscope part file"),
+        "{err}"
+    );
+    // --ranks naming a rank the run does not have.
+    let (code, _, err) = run(
+        &[
+            "compare", "ref", "dev", "--ranks", "3-5", "--part", "p.json",
+        ],
+        &[],
+        dir,
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("rank(s) on neither side: 4-5"), "{err}");
+    // --shard without an index outside a job array.
+    let (code, _, err) = run(
+        &["compare", "ref", "dev", "--shard", "2", "--part", "p.json"],
+        &[],
+        dir,
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("SLURM_ARRAY_TASK_ID"), "{err}");
+}
