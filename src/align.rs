@@ -156,9 +156,17 @@ pub struct Remap {
 }
 
 /// A place without its call counter: `Functional.linear.3.forward` -> `Functional.linear.forward`,
-/// `Module.layers.0.mlp.MLP.forward.2` -> `Module.layers.0.mlp.MLP.forward` (module path
-/// indices are kept).
+/// `Module.layers.0.mlp.MLP.forward.2` -> `Module.layers.0.mlp.MLP.forward`, and the harness's
+/// op level `torch.nn.functional.linear.3` -> `torch.nn.functional.linear` (its ops are named
+/// by their torch path; module path indices are kept).
 pub fn strip_counter(place: &str) -> String {
+    if place.starts_with("torch.") || place.starts_with("torch_npu.") {
+        if let Some((op, n)) = place.rsplit_once('.') {
+            if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+                return op.to_string();
+            }
+        }
+    }
     let parts: Vec<&str> = place.split('.').collect();
     let n = parts.len();
     let is_num = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
@@ -476,8 +484,13 @@ fn remap_with(
         out.warnings.push("--layer-mapping pairs no tensor".into());
     }
     if !covered.is_empty() {
+        // Every covered tensor the fused op's boundary did not take is fused, also one whose
+        // name a device call has: a fused op renumbers the later calls of the APIs it
+        // replaced, and such a name is then a later call's (structural alignment pairs it).
+        let boundary: std::collections::HashSet<&str> =
+            out.mapped.iter().map(|(_, r)| r.as_str()).collect();
         for e in reference {
-            if covered.contains(e.place.as_str()) && free.contains_key(e.name.as_str()) {
+            if covered.contains(e.place.as_str()) && !boundary.contains(e.name.as_str()) {
                 free.remove(e.name.as_str());
                 out.fused.push(e.name.clone());
             }
@@ -714,6 +727,8 @@ mod tests {
             "Module.layers.0.mlp.MLP.forward"
         );
         assert_eq!(strip_counter("model.layers.0"), "model.layers.0");
+        assert_eq!(strip_counter("torch.Tensor.sub.1"), "torch.Tensor.sub");
+        assert_eq!(strip_counter("torch.tanh"), "torch.tanh");
     }
 
     #[test]

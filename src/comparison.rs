@@ -401,6 +401,10 @@ pub enum DivergenceKind {
     /// The runs' call streams differ: the device ran extra calls or skipped some (dynamic
     /// control flow, a compiled region), and no number departs before that.
     ControlFlow,
+    /// A place reads the padding of a padded input (a bucketed or fixed-shape device run)
+    /// whose common region agrees with the reference, and its result departs: the padding
+    /// leaks into it.
+    PaddingLeak,
 }
 
 impl DivergenceKind {
@@ -421,6 +425,7 @@ impl DivergenceKind {
             DivergenceKind::OwnError => "own_error",
             DivergenceKind::OpChanged => "op_changed",
             DivergenceKind::ControlFlow => "control_flow",
+            DivergenceKind::PaddingLeak => "padding_leak",
         }
     }
 
@@ -468,6 +473,11 @@ impl DivergenceKind {
             DivergenceKind::ControlFlow => Some(
                 "check the branch or loop that decides these calls (inputs, shapes, flags), or \
                  give the fusion map that `structure.fusion_proposal` proposes",
+            ),
+            DivergenceKind::PaddingLeak => Some(
+                "mask the padding where this op reads it (an attention mask over padded keys, a \
+                 length-aware mean or norm), or fill it with the op's neutral value (-inf before \
+                 a softmax, 0 before a sum)",
             ),
             DivergenceKind::OwnError => Some(
                 "run this op in float32 on the device, or check its kernel's accumulation dtype \

@@ -4,7 +4,7 @@
 //! dtype has an RMS relative error of about u/√3; an op whose own error is far beyond that is
 //! wrong on the device, however much error it also inherited (docs/divergence.md).
 
-use crate::compare::{Comparison, PairReport};
+use crate::comparison::{Comparison, PairReport};
 use crate::dump::{Dump, Role};
 use crate::replay::{self, ReplayVerdict, Side};
 use crate::verdict::{self, DivergenceKind, Verdict};
@@ -81,6 +81,7 @@ pub fn apply(c: &mut Comparison, r: &Dump, d: &Dump) -> OwnErrorCheck {
         let expected = allow / replay::NOISE_FACTOR;
         let floor = expected.max(rep.reference_own_rel_l2.unwrap_or(0.0));
         if own <= OWN_FACTOR * floor || rep.verdict == ReplayVerdict::Inconclusive {
+            confirm_leak(c, place, own, floor);
             continue;
         }
         let ref_own = rep.reference_own_rel_l2;
@@ -91,12 +92,15 @@ pub fn apply(c: &mut Comparison, r: &Dump, d: &Dump) -> OwnErrorCheck {
         else {
             continue;
         };
-        // A finding the rules made at this very place (a source, lost signal) says more.
-        if c.analysis
-            .first_divergence
-            .as_ref()
-            .is_some_and(|f| f.name == *place && f.kind != DivergenceKind::Introduced)
-        {
+        // A finding the rules made at this very place (a source, lost signal) says more; a
+        // padding leak does not: an op wrong on its own inputs is wrong whatever it reads.
+        if c.analysis.first_divergence.as_ref().is_some_and(|f| {
+            f.name == *place
+                && !matches!(
+                    f.kind,
+                    DivergenceKind::Introduced | DivergenceKind::PaddingLeak
+                )
+        }) {
             break;
         }
         let p = &mut c.pairs[i];
@@ -133,4 +137,23 @@ pub fn apply(c: &mut Comparison, r: &Dump, d: &Dump) -> OwnErrorCheck {
     }
     c.analysis.replayed = Some(check.replayed);
     check
+}
+
+/// A padding leak named at `place` whose replay from the device's own (padded) inputs shows
+/// the op computing correctly: the op is right, what it read is not. The reason says so.
+fn confirm_leak(c: &mut Comparison, place: &str, own: f64, floor: f64) {
+    let Some(mut f) = c
+        .analysis
+        .first_divergence
+        .clone()
+        .filter(|f| f.name == place && f.kind == DivergenceKind::PaddingLeak)
+    else {
+        return;
+    };
+    f.reason.push_str(&format!(
+        "; recomputed in float64 from the device's own recorded (padded) inputs, its own error \
+         is {own:.2e} ({:.1}x correct rounding): the op computes correctly what it reads",
+        own / floor
+    ));
+    c.analysis.set_first_divergence(f);
 }

@@ -506,6 +506,25 @@ fn a_padded_tensor_is_compared_on_its_common_region() {
         (pad.elements, pad.nonzero, pad.max_abs),
         (8 * 172, 8 * 172, 2.5)
     );
+    // Nothing reads it (the next call, `__mul__.11`, got the unpadded tensor): no call's
+    // result departs, so it does not leak and the run is clean.
+    for c in [
+        c,
+        driftscope::session::compare_dumps(
+            &r,
+            &open(dev.path()),
+            &CompareOptions::default(),
+            &Default::default(),
+            &|| {},
+        ),
+    ] {
+        assert_eq!(
+            c.analysis.overall,
+            Overall::WithinNoise,
+            "{}",
+            c.analysis.summary
+        );
+    }
     // A shape that does not contain the other is still a mismatch, and check fails on it.
     let dev = edited("cuda_fp16", |_| {}, no_offset);
     pad_tensor(dev.path(), &format!("{name}.pt"), 48, 0.0);
@@ -595,5 +614,187 @@ fn a_fused_run_of_calls_gets_a_fusion_map_proposal() {
         Overall::WithinNoise,
         "{}",
         c.analysis.summary
+    );
+}
+
+/// Replaces tensor `file` of `dev` (a `.pt`) by an `.npy` holding `data` (`dtype`, `shape`);
+/// dump.json follows.
+fn put_npy(dev: &Path, file: &str, dtype: driftscope::dump::DType, shape: &[usize], data: &[u8]) {
+    let proc = proc_dir(dev);
+    let npy = file.replace(".pt", ".npy");
+    std::fs::write(
+        proc.join("dump_tensor_data").join(&npy),
+        npy_bytes(dtype, shape, data),
+    )
+    .unwrap();
+    std::fs::remove_file(proc.join("dump_tensor_data").join(file)).unwrap();
+    let json = proc.join("dump.json");
+    let mut doc = msprobe::parse_json(&std::fs::read(&json).unwrap()).unwrap();
+    fn fix(v: &mut Value, file: &str, npy: &str, shape: &[usize]) {
+        match v {
+            Value::Object(o) if o.get("data_name").and_then(Value::as_str) == Some(file) => {
+                o.insert("data_name".into(), npy.into());
+                o.insert("shape".into(), serde_json::json!(shape));
+            }
+            Value::Object(o) => o.values_mut().for_each(|x| fix(x, file, npy, shape)),
+            Value::Array(x) => x.iter_mut().for_each(|x| fix(x, file, npy, shape)),
+            _ => {}
+        }
+    }
+    fix(&mut doc, file, &npy, shape);
+    std::fs::write(&json, serde_json::to_vec(&doc).unwrap()).unwrap();
+}
+
+/// The first attention softmax of the fp16 llama run as a device compiled for a key length of
+/// 48 runs it: its input (the masked scores, [1, 4, 32, 32] fp16) padded to 48 keys with
+/// `fill`, and its float32 output computed (in float64) over the padded rows, as the kernel
+/// computes what it is given. A `fill` of fp16's lowest value is a masked bucket: exp gives 0
+/// there and the common region is the unpadded softmax. Any other fill leaks into every row.
+fn bucketed_softmax(fill: f32) -> tempfile::TempDir {
+    use driftscope::dump::DType;
+    let dev = edited("cuda_fp16", |_| {}, no_offset);
+    let data = proc_dir(dev.path()).join("dump_tensor_data");
+    let x =
+        driftscope::dump::pt::read_single(&data.join("Functional.softmax.0.forward.input.0.pt"))
+            .unwrap()
+            .tensor;
+    assert_eq!(
+        (x.dtype, &x.shape[..]),
+        (DType::Float16, &[1, 4, 32, 32][..])
+    );
+    let x = x.to_f64_vec();
+    let (keys, to) = (32, 48);
+    let fill = half::f16::from_f32(fill).to_f64();
+    let (mut input, mut output) = (Vec::new(), Vec::new());
+    for row in x.chunks(keys) {
+        let mut padded = row.to_vec();
+        padded.resize(to, fill);
+        let max = padded.iter().copied().fold(f64::MIN, f64::max);
+        let e: Vec<f64> = padded.iter().map(|v| (v - max).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        for (v, e) in padded.iter().zip(&e) {
+            input.extend_from_slice(&half::f16::from_f64(*v).to_le_bytes());
+            output.extend_from_slice(&((e / sum) as f32).to_le_bytes());
+        }
+    }
+    let shape = [1, 4, 32, to];
+    put_npy(
+        dev.path(),
+        "Functional.softmax.0.forward.input.0.pt",
+        DType::Float16,
+        &shape,
+        &input,
+    );
+    put_npy(
+        dev.path(),
+        "Functional.softmax.0.forward.output.0.pt",
+        DType::Float32,
+        &shape,
+        &output,
+    );
+    dev
+}
+
+#[test]
+fn padding_a_softmax_reads_leaks_and_is_named_where_it_is_read() {
+    use driftscope::verdict::DivergenceKind;
+    let r = open(&llama("cpu_fp32"));
+    let o = CompareOptions::default();
+    let none = Default::default();
+    // Garbage (3.0) and zeros in the padding: the softmax spreads each row's mass over them.
+    for fill in [3.0, 0.0] {
+        let dev = bucketed_softmax(fill);
+        let d = open(dev.path());
+        for c in [
+            compare(&r, &d, &o, &|| {}),
+            bisect::run(&r, &d, None, &o, false).unwrap(),
+            driftscope::session::compare_dumps(&r, &d, &o, &none, &|| {}),
+            driftscope::session::bisect_dumps(&r, &d, None, &o, &none, false).unwrap(),
+        ] {
+            let f = c.analysis.first_divergence.as_ref().expect("a divergence");
+            assert_eq!(
+                (f.kind, f.name.as_str()),
+                (DivergenceKind::PaddingLeak, "Functional.softmax.0.forward"),
+                "fill {fill}: {}",
+                c.analysis.summary
+            );
+            assert!(
+                f.reason.contains(
+                    "it reads the padding of Functional.softmax.0.forward.input.0 (the \
+                     candidate's [1, 4, 32, 48] pads [1, 4, 32, 32] by [(0, 0), (0, 0), (0, 0), \
+                     (0, 16)]"
+                ),
+                "{}",
+                f.reason
+            );
+            assert!(c.structure.changes.is_empty());
+        }
+        // With the call recorded, its float64 replay from the device's padded inputs shows
+        // the kernel right: what it read is wrong.
+        let c = driftscope::session::compare_dumps(&r, &d, &o, &none, &|| {});
+        let f = c.analysis.first_divergence.unwrap();
+        assert!(
+            f.reason.contains("the op computes correctly what it reads"),
+            "{}",
+            f.reason
+        );
+    }
+    // The padding masked with fp16's lowest value: read, but it adds nothing. Clean.
+    let dev = bucketed_softmax(-65504.0);
+    let d = open(dev.path());
+    for c in [
+        driftscope::session::compare_dumps(&r, &d, &o, &none, &|| {}),
+        driftscope::session::bisect_dumps(&r, &d, None, &o, &none, false).unwrap(),
+    ] {
+        assert_eq!(
+            c.analysis.overall,
+            Overall::WithinNoise,
+            "{}",
+            c.analysis.summary
+        );
+        let p = c
+            .pairs
+            .iter()
+            .find(|p| p.name == "Functional.softmax.0.forward.input.0")
+            .unwrap();
+        let pad = p.padding.as_ref().unwrap();
+        assert_eq!((pad.nonzero, pad.max_abs), (4 * 32 * 16, 65504.0));
+    }
+}
+
+#[test]
+fn compare_bisect_and_check_report_the_padding_leak() {
+    let dev = bucketed_softmax(3.0);
+    let (r, d) = (llama("cpu_fp32"), dev.path().to_path_buf());
+    let t = tempfile::tempdir().unwrap();
+    let j = t.path().join("r.json");
+    let os = std::ffi::OsStr::new;
+    let (code, out, err) = run(&[
+        os("compare"),
+        r.as_os_str(),
+        d.as_os_str(),
+        os("--json"),
+        j.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("diverged (padding_leak): first at Functional.softmax.0.forward"),
+        "{out}"
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
+    assert_eq!(v["analysis"]["first_divergence"]["kind"], "padding_leak");
+    let (code, out, _) = run(&[os("bisect"), r.as_os_str(), d.as_os_str()]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("first divergence: Functional.softmax.0.forward"),
+        "{out}"
+    );
+    assert!(out.contains("padding_leak"), "{out}");
+    let (code, out, _) = run(&[os("check"), r.as_os_str(), d.as_os_str()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("padding_leak"), "{out}");
+    assert!(
+        out.contains("Functional.softmax.0.forward.output.0"),
+        "{out}"
     );
 }

@@ -17,6 +17,7 @@ mod bombs;
 mod cli;
 mod cluster;
 mod compare_real;
+mod control_flow_real;
 mod corpus;
 mod divergence_real;
 mod false_greens;

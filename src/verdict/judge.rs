@@ -239,6 +239,58 @@ pub fn introduced_output(
     })
 }
 
+/// Rule: **padding that leaks**. An output finding at a place that reads a padded input (one
+/// side's shape contains the other's; the pair compared on the common region) whose common
+/// region is not itself a source: the op was given the right data where both runs have data,
+/// and its result departs, so it reads the padding (a softmax or mean over the padded axis).
+/// Non-finite values on one side leak only from padding that holds them. Range losses
+/// (underflow, overflow, saturation) and integer mismatches are the dtype's and stay as they
+/// are. `verdicts` are the place's input verdicts so far (a source input is `diverged`).
+pub fn padding_leak(
+    pairs: &[&PairReport],
+    inputs: &[usize],
+    verdicts: &[Verdict],
+    f: &Finding,
+) -> Option<(DivergenceKind, String)> {
+    let nonfinite = match f.kind {
+        DivergenceKind::Introduced | DivergenceKind::Scrambled | DivergenceKind::SignalLost => {
+            false
+        }
+        DivergenceKind::NonFinite => true,
+        _ => return None,
+    };
+    let (p, pad) = inputs.iter().find_map(|&i| {
+        let p = pairs[i];
+        let pad = p.padding.as_ref().filter(|pd| {
+            pd.elements > 0
+                && p.status == Status::Compared
+                && verdicts[i] != Verdict::Diverged
+                && (!nonfinite || !pd.max_abs.is_finite())
+        })?;
+        Some((p, pad))
+    })?;
+    let (side, big) = match pad.padded {
+        crate::align::padding::Side::Candidate => ("candidate", &p.shape_dev),
+        crate::align::padding::Side::Reference => ("reference", &p.shape_ref),
+    };
+    Some((
+        DivergenceKind::PaddingLeak,
+        format!(
+            "it reads the padding of {} (the {side}'s {:?} pads {:?} by {:?}: {} of {} padding \
+             elements non-zero, max |x| {:.4e}), whose common region agrees with the reference, \
+             and its output departs: {}",
+            p.name,
+            big.as_deref().unwrap_or_default(),
+            pad.common,
+            pad.pad,
+            pad.nonzero,
+            pad.elements,
+            pad.max_abs,
+            f.reason
+        ),
+    ))
+}
+
 /// Additions and subtractions (msprobe and ATen spellings).
 const ADDITIVE_OPS: &[&str] = &[
     "add", "sub", "rsub", "__add__", "__radd__", "__iadd__", "__sub__", "__rsub__", "__isub__",
@@ -492,6 +544,16 @@ impl Judge {
             let unjudged = !inputs.contains(&i) && !outputs.contains(&i);
             if (judged_fine || unjudged) && bit_identical(pairs[i]) {
                 verdicts[i] = Verdict::Identical;
+            }
+        }
+        if let Some(f) = finding.as_mut().filter(|f| outputs.contains(&f.index)) {
+            if let Some((kind, reason)) = padding_leak(pairs, &inputs, &verdicts, f) {
+                *f = Finding {
+                    index: f.index,
+                    kind,
+                    reason,
+                    advice: kind.advice(),
+                };
             }
         }
         if finding.is_some() {
@@ -798,5 +860,69 @@ mod tests {
         let c = j.place(&[&slight]);
         assert_eq!(c.inherited, 0.0);
         assert_eq!(c.finding.map(|f| f.kind), Some(DivergenceKind::Introduced));
+    }
+
+    /// A softmax input padded on the candidate from [2, 4] to [2, 6] (`fill` in the padding),
+    /// with its common region equal to the reference's.
+    fn padded_input(fill: f32) -> PairReport {
+        let r = [0.5f32, -1.0, 2.0, 0.25, 1.0, 0.0, -0.5, 1.5];
+        let mut d = Vec::new();
+        for row in r.chunks(4) {
+            d.extend_from_slice(row);
+            d.extend_from_slice(&[fill, fill]);
+        }
+        let t = |v: &[f32], shape: &[usize]| Tensor {
+            shape: shape.to_vec(),
+            ..tensor(DType::Float32, v)
+        };
+        let (a, b) = (t(&r, &[2, 4]), t(&d, &[2, 6]));
+        let (m, pad) = crate::align::padding::measure(&a, &b).unwrap();
+        PairReport {
+            index: "0".into(),
+            op_type: Some("softmax".into()),
+            dtype_ref: Some(DType::Float32),
+            dtype_dev: Some(DType::Float32),
+            shape_ref: Some(a.shape.clone()),
+            shape_dev: Some(b.shape.clone()),
+            metrics: Some(m),
+            padding: Some(pad),
+            ..PairReport::empty("S.input.0", "S", Role::Input)
+        }
+    }
+
+    #[test]
+    fn padding_that_leaks() {
+        let x = ramp(8, 1.0);
+        let out = |d: &[f32]| pair("S", Role::Output, "0", "softmax", &x, d, DType::Float32);
+        let kind = |pairs: &[&PairReport]| {
+            let mut j = Judge::new(&NoiseOptions::default(), U16, None, true);
+            j.place(pairs).finding.map(|f| f.kind)
+        };
+        let padded = padded_input(3.0);
+        let plain = pair("S", Role::Input, "0", "softmax", &x, &x, DType::Float32);
+        let (departs, agrees) = (out(&scaled(&x, 0.8)), out(&x));
+        // Read padding and a departing output: the leak, not introduced error.
+        assert_eq!(
+            kind(&[&padded, &departs]),
+            Some(DivergenceKind::PaddingLeak)
+        );
+        // Padding that no output shows is nothing; without padding the output introduced it.
+        assert_eq!(kind(&[&padded, &agrees]), None);
+        assert_eq!(kind(&[&plain, &departs]), Some(DivergenceKind::Introduced));
+        // NaN on the candidate's output leaks only from padding holding non-finite values.
+        let mut nan = x.clone();
+        nan[2] = f32::NAN;
+        assert_eq!(
+            kind(&[&padded, &out(&nan)]),
+            Some(DivergenceKind::NonFinite)
+        );
+        assert_eq!(
+            kind(&[&padded_input(f32::NAN), &out(&nan)]),
+            Some(DivergenceKind::PaddingLeak)
+        );
+        // A padded input whose common region differs is a source of its own.
+        let mut wrong = padded_input(0.0);
+        wrong.metrics.as_mut().unwrap().rel_l2_err = 0.5;
+        assert_ne!(kind(&[&wrong, &departs]), Some(DivergenceKind::PaddingLeak));
     }
 }
