@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 
 import pytest
@@ -49,3 +50,10 @@ def test_a_broken_dump_json_names_it(tmp_path):
         driftscope.bisect(REF, dev)
     assert e.value.file.endswith("dump.json")
     assert cli("bisect", REF, dev).returncode == 2
+
+
+def test_the_collector_without_torch_says_what_is_missing():
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("torch is installed here: harness/ci.sh tests the collector with it")
+    with pytest.raises(ImportError, match=r"driftscope.harness needs PyTorch \(>= 2.1\)"):
+        import driftscope.harness  # noqa: F401
