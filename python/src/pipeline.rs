@@ -15,19 +15,28 @@ use std::sync::Arc;
 /// How to read and compare the dumps (the CLI's `ReadArgs` plus `--noise`).
 #[derive(Default)]
 pub struct Options {
+    /// `--format`: a forced layout.
     pub format: Option<Format>,
+    /// `--allow-symlinks`.
     pub allow_symlinks: bool,
+    /// `--fp32-matmul`.
     pub fp32_matmul: Fp32Matmul,
+    /// `--filter`: only tensors whose name matches.
     pub filter: Option<regex::Regex>,
+    /// `--noise REF2`: a calibration run.
     pub noise: Option<PathBuf>,
 }
 
 /// A broken input, located: the file (or dump) and the entry in it. `report` is what could be
 /// compared, when the failure came after the comparison.
 pub struct InputError {
+    /// The broken file, or the dump when no one file is to blame.
     pub file: PathBuf,
+    /// The tensor within the dump, when known.
     pub entry: Option<String>,
+    /// What the command prints before exiting with 2.
     pub message: String,
+    /// What could be compared, when the failure came after the comparison.
     pub report: Option<Box<Comparison>>,
 }
 
