@@ -116,7 +116,7 @@ pub fn compare(
     opts: &CompareOptions,
     tick: &(dyn Fn() + Sync),
 ) -> Result<Comparison> {
-    let c = session::compare(r, d, opts, &Remap::default(), tick);
+    let c = session::compare_dumps(r, d, opts, &Remap::default(), tick);
     checked(r, d, c)
 }
 
@@ -140,7 +140,7 @@ pub fn bisect(
         )?),
         None => None,
     };
-    let c = session::bisect(r, d, b.as_ref(), opts, &Remap::default(), exhaustive)?;
+    let c = session::bisect_dumps(r, d, b.as_ref(), opts, &Remap::default(), exhaustive)?;
     checked(r, d, c)
 }
 
