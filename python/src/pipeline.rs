@@ -1,6 +1,8 @@
 //! Every call the bindings make into the driftscope library, in one place: opening the two
-//! dumps and running compare, bisect and check as `src/main.rs` does. When the library grows
-//! one entry point for the whole pipeline, only this file changes.
+//! dumps and running compare, bisect and check as the commands do. It uses
+//! `session::compare_dumps`/`bisect_dumps` rather than `Session::open` so that a pair that
+//! cannot be read comes back located (file and entry) for `DumpError`; mapping files and
+//! `--layout`, which `Session` handles, are not exposed yet.
 
 use driftscope::align::Remap;
 use driftscope::compare::{CompareOptions, Comparison, Status};
