@@ -2,6 +2,9 @@
 //! default build has nothing to do here.
 
 fn main() {
+    // Without any rerun-if-changed line cargo reruns this script, and so recompiles the crate,
+    // after a change to any file of the package (docs, Python sources).
+    println!("cargo:rerun-if-changed=build.rs");
     #[cfg(feature = "torch")]
     aten_shim::compile();
 }

@@ -9,8 +9,8 @@ use crate::common;
 use common::*;
 use driftscope::align::structure::{api, AlignMethod, ChangeKind};
 use driftscope::align::MatchKind;
-use driftscope::compare::{compare, CompareOptions, Comparison};
 use driftscope::bisect;
+use driftscope::compare::{compare, CompareOptions, Comparison};
 use driftscope::verdict::{DivergenceKind, Overall, Verdict};
 use std::path::PathBuf;
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -36,9 +37,12 @@ def by_name(manifest: dict) -> dict[str, dict]:
 
 
 def driftscope_binary() -> Optional[Path]:
-    """DRIFTSCOPE_BIN when set (even if wrong: then None), else target/release, else target/debug."""
+    """DRIFTSCOPE_BIN when set (even if wrong: then None), else the `driftscope` command the
+    wheel installed next to this python (harness/ci.sh), else target/release, target/debug."""
     chosen = os.environ.get("DRIFTSCOPE_BIN")
-    candidates = [Path(chosen)] if chosen else [REPO / "target" / mode / "driftscope" for mode in ("release", "debug")]
+    installed = Path(sys.executable).parent / "driftscope"
+    builds = [REPO / "target" / mode / "driftscope" for mode in ("release", "debug")]
+    candidates = [Path(chosen)] if chosen else [installed, *builds]
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate

@@ -450,9 +450,9 @@ def build(family, variant):
 # ---------------------------------------------------------------------------------------------
 
 def harness_faults():
-    """The harness's trap injection (harness/driftscope_harness/faults.py)."""
-    sys.path.insert(0, os.path.join(REPO, "harness"))
-    from driftscope_harness import faults
+    """The harness's trap injection (python/driftscope/harness/faults.py, from the installed
+    driftscope wheel)."""
+    from driftscope.harness import faults
 
     return faults
 
@@ -505,8 +505,7 @@ def child(family, run, dtype_name, fault, variant, layout, out):
             debugger.stop()
             debugger.step()
         else:
-            sys.path.insert(0, os.path.join(REPO, "harness"))
-            import driftscope_harness as dh
+            from driftscope import harness as dh
 
             with dh.capture(model, out, level="op"):
                 model(inp)

@@ -1,4 +1,4 @@
-"""Command line: `python -m driftscope_harness run SCRIPT --out DIR [options] [-- SCRIPT ARGS]`."""
+"""Command line: `python -m driftscope.harness run SCRIPT --out DIR [options] [-- SCRIPT ARGS]`."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""driftscope-harness: capture per-layer tensor dumps of a PyTorch model for driftscope.
+"""driftscope.harness (also importable as driftscope_harness): capture per-layer tensor dumps of a
+PyTorch model for driftscope.
 
-    import driftscope_harness as dh
+    from driftscope import harness as dh
     with dh.capture(model, "dumps/cuda_bf16", level="module", roles=("output",)):
         model(x)
 
@@ -13,7 +14,7 @@ try:
     import torch  # noqa: F401
 except ImportError as err:  # torch is not declared as a dependency, see pyproject.toml
     raise ImportError(
-        "driftscope_harness needs PyTorch (>= 2.1); install the build for your device first"
+        "driftscope.harness needs PyTorch (>= 2.1); install the build for your device first"
     ) from err
 
 from .capture import DEFAULT_ROLES, LEVELS, ROLES, Capture, CaptureError, capture

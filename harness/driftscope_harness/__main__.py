@@ -1,7 +1,0 @@
-"""`python -m driftscope_harness ...`: see cli.py."""
-
-import sys
-
-from .cli import main
-
-sys.exit(main())
