@@ -4,15 +4,7 @@
 
 use crate::common;
 use common::*;
-use std::path::{Path, PathBuf};
-
-fn proc_dir(run: &str) -> PathBuf {
-    std::fs::read_dir(llama(run).join("step0"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join("dump.json").is_file())
-        .unwrap()
-}
+use std::path::Path;
 
 fn copy_with_backward(run: &str, to: &Path) {
     let from = proc_dir(run);

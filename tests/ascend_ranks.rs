@@ -3,31 +3,8 @@
 
 use crate::common;
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), t).unwrap();
-        }
-    }
-}
-
-/// The one `procN` folder of a llama run.
-fn proc_dir(run: &str) -> PathBuf {
-    let step = llama(run).join("step0");
-    std::fs::read_dir(&step)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join("dump.json").is_file())
-        .unwrap()
-}
 
 /// Appends `Distributed.all_reduce.0.forward` (input and output: copies of the last linear's
 /// output) to a rank folder's dump.json, as msprobe records a communication op.

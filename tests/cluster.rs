@@ -6,35 +6,13 @@
 use crate::common;
 use common::*;
 use driftscope::dump::DType;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const RANKS: u32 = 4;
 const BAD_RANK: u32 = 2;
 const LAST: &str = "Functional.linear.28.forward.output.0";
 const AR: &str = "Distributed.all_reduce.0.forward";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), t).unwrap();
-        }
-    }
-}
-
-/// The one `procN` folder of a llama run.
-fn proc_dir(run: &str) -> PathBuf {
-    std::fs::read_dir(llama(run).join("step0"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join("dump.json").is_file())
-        .unwrap()
-}
 
 /// msprobe's tensor record for `x` (its statistics recomputed) stored in `file`.
 fn record(dtype: &str, shape: &[usize], x: &[f32], file: &str) -> serde_json::Value {

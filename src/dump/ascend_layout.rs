@@ -436,15 +436,7 @@ mod tests {
 
     #[test]
     fn acl_codes_round_trip() {
-        for f in [
-            NpuFormat::Nchw,
-            NpuFormat::Nd,
-            NpuFormat::Ncdhw,
-            NpuFormat::Nc1hwc0,
-            NpuFormat::FractalZ,
-            NpuFormat::FractalNz,
-            NpuFormat::Ndc1hwc0,
-        ] {
+        for f in NpuFormat::ALL {
             assert_eq!(NpuFormat::from_acl(f.acl()).unwrap(), Some(f));
         }
         assert!(NpuFormat::from_acl(33)

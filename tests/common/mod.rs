@@ -73,3 +73,26 @@ pub fn dump_json_as_npy(run: &std::path::Path) -> String {
         .unwrap()
         .replace(".pt\"", ".npy\"")
 }
+
+/// The one `procN` folder (holding dump.json) of a llama msprobe run.
+pub fn proc_dir(run: &str) -> PathBuf {
+    std::fs::read_dir(llama(run).join("step0"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("dump.json").is_file())
+        .unwrap()
+}
+
+/// Copies a folder tree.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), t).unwrap();
+        }
+    }
+}
