@@ -329,15 +329,7 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<ExitCode> {
     let m = merged.context("merge wrote nothing")?;
     println!("merged {} part(s) into {}", m.parts, a.output.display());
     println!("ranks: {}", m.summary.text);
-    let mut code = ExitCode::SUCCESS;
-    if !m.missing_ranks_reference.is_empty() || !m.missing_ranks_candidate.is_empty() {
-        eprintln!(
-            "driftscope: error: ranks missing in the reference: [{}], in the candidate: [{}]",
-            ranks::join(&m.missing_ranks_reference),
-            ranks::join(&m.missing_ranks_candidate)
-        );
-        code = ExitCode::from(2);
-    }
+    let mut code = missing_ranks(&m.missing_ranks_reference, &m.missing_ranks_candidate);
     if !m.broken.is_empty() {
         eprintln!(
             "driftscope: error: rank(s) {}: pairs that could not be read or compared (see their \
@@ -451,15 +443,7 @@ fn rank_file(p: &Path, rank: u32) -> PathBuf {
 /// Exit code and messages after a multi-rank run: 2 when a rank is missing on one side or a
 /// pair could not be read.
 fn rank_errors(m: &MultiRank) -> ExitCode {
-    let mut code = ExitCode::SUCCESS;
-    if m.has_missing() {
-        eprintln!(
-            "driftscope: error: ranks missing in the reference: [{}], in the candidate: [{}]",
-            ranks::join(&m.missing_ranks_reference),
-            ranks::join(&m.missing_ranks_candidate)
-        );
-        code = ExitCode::from(2);
-    }
+    let mut code = missing_ranks(&m.missing_ranks_reference, &m.missing_ranks_candidate);
     for r in &m.ranks {
         if let Some(problem) = r.report.input_problem() {
             eprintln!("rank {}: driftscope: error: {problem}", r.rank);
@@ -467,6 +451,19 @@ fn rank_errors(m: &MultiRank) -> ExitCode {
         }
     }
     code
+}
+
+/// Exit 2, saying which, when a rank is present on one side only.
+fn missing_ranks(in_reference: &[u32], in_candidate: &[u32]) -> ExitCode {
+    if in_reference.is_empty() && in_candidate.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "driftscope: error: ranks missing in the reference: [{}], in the candidate: [{}]",
+        ranks::join(in_reference),
+        ranks::join(in_candidate)
+    );
+    ExitCode::from(2)
 }
 
 fn load_config(p: Option<&Path>) -> anyhow::Result<Config> {

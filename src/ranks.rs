@@ -162,13 +162,6 @@ pub struct MultiRank {
     pub summary: RankSummary,
 }
 
-impl MultiRank {
-    /// True when some rank is present on one side only.
-    pub fn has_missing(&self) -> bool {
-        !self.missing_ranks_reference.is_empty() || !self.missing_ranks_candidate.is_empty()
-    }
-}
-
 /// The rank folders of both sides of a multi-rank run.
 #[derive(Clone, Debug)]
 pub struct RankPlan {
