@@ -226,3 +226,31 @@ fn every_run_pair_of_every_layout_compares() {
         }
     }
 }
+
+/// The JSON report reads back into the same comparison: a merge (`merge --check`) and the
+/// Python API judge what they read. Identical pairs have an infinite SNR, which JSON holds as
+/// null; such a pair once read back with no metrics at all.
+#[test]
+fn json_report_reads_back_whole() {
+    let (r, d) = (open(&llama("cpu_fp32")), open(&llama("cuda_fp16")));
+    let c = compare(&r, &d, &CompareOptions::default(), &|| {});
+    let identical = c
+        .pairs
+        .iter()
+        .filter(|p| p.metrics.as_ref().is_some_and(|m| m.snr_db.is_infinite()))
+        .count();
+    assert!(
+        identical > 0,
+        "the run has identical pairs (integer tensors)"
+    );
+    let json = serde_json::to_vec_pretty(&c).unwrap();
+    let back: driftscope::compare::Comparison = serde_json::from_slice(&json).unwrap();
+    for (a, b) in c.pairs.iter().zip(&back.pairs) {
+        assert_eq!(a.metrics.is_some(), b.metrics.is_some(), "{}", a.name);
+        if let (Some(x), Some(y)) = (&a.metrics, &b.metrics) {
+            assert_eq!(x.rel_l2_err.to_bits(), y.rel_l2_err.to_bits(), "{}", a.name);
+            assert!(y.snr_db == x.snr_db || !x.snr_db.is_finite() && y.snr_db.is_nan());
+        }
+    }
+    assert_eq!(serde_json::to_vec_pretty(&back).unwrap(), json);
+}

@@ -421,7 +421,15 @@ pub struct SideStats {
     /// Mean of the compared elements.
     pub mean: Option<f64>,
     /// L2 norm of the compared elements.
+    #[serde(deserialize_with = "nan_from_null")]
     pub norm: f64,
+}
+
+/// Reads a metric that JSON holds as `null` when it was not finite (JSON has no NaN or
+/// infinity; serde_json writes them as `null`) back as NaN. Without it a report with one such
+/// metric (the SNR of identical tensors is infinite) would not read back at all.
+fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl SideStats {
@@ -443,30 +451,41 @@ pub struct Metrics {
     /// Elements entering the numeric metrics (finite on both sides, inside the common range).
     pub compared: u64,
     /// Cosine similarity.
+    #[serde(deserialize_with = "nan_from_null")]
     pub cosine: f64,
     /// 1 - cosine, computed stably.
+    #[serde(deserialize_with = "nan_from_null")]
     pub one_minus_cosine: f64,
     /// max |dev - ref|.
+    #[serde(deserialize_with = "nan_from_null")]
     pub max_abs_err: f64,
     /// Flat index of the max abs error.
     pub max_abs_err_index: u64,
     /// max |dev - ref| / |ref| over ref != 0.
+    #[serde(deserialize_with = "nan_from_null")]
     pub max_rel_err: f64,
     /// Flat index of the max rel error.
     pub max_rel_err_index: u64,
     /// mean |dev - ref|.
+    #[serde(deserialize_with = "nan_from_null")]
     pub mean_abs_err: f64,
     /// mean |dev - ref| / |ref| over ref != 0.
+    #[serde(deserialize_with = "nan_from_null")]
     pub mean_rel_err: f64,
     /// ||dev - ref|| / ||ref||.
+    #[serde(deserialize_with = "nan_from_null")]
     pub rel_l2_err: f64,
     /// sqrt(mean (dev - ref)^2).
+    #[serde(deserialize_with = "nan_from_null")]
     pub rmse: f64,
     /// 10 log10(||ref||^2 / ||dev - ref||^2).
+    #[serde(deserialize_with = "nan_from_null")]
     pub snr_db: f64,
     /// Share of elements with msprobe relative error <= 1e-3.
+    #[serde(deserialize_with = "nan_from_null")]
     pub one_thousandth_err_ratio: f64,
     /// Share of elements with msprobe relative error <= 5e-3.
+    #[serde(deserialize_with = "nan_from_null")]
     pub five_thousandths_err_ratio: f64,
     /// Elements failing torch.testing's default rtol/atol for the coarser dtype.
     pub allclose_fail: u64,
