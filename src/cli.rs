@@ -216,27 +216,41 @@ pub struct CheckArgs {
     /// A baseline written by `driftscope baseline`: fail where a place regresses beyond it.
     #[arg(long, value_name = "BASELINE.json")]
     pub baseline: Option<PathBuf>,
+    /// Write the JSON comparison report here (docs/report-schema.md).
+    #[arg(long, value_name = "OUT.json")]
+    pub json: Option<PathBuf>,
+    /// Config and CI outputs.
+    #[command(flatten)]
+    pub out: CheckOutputs,
+    /// Ranks, shard and part file of a multi-rank run.
+    #[command(flatten)]
+    pub parts: PartArgs,
+}
+
+/// The config of a check and what it writes besides the JSON report.
+#[derive(Args, Debug, Default)]
+pub struct CheckOutputs {
     /// Limits, overrides, ignored places, coverage, noise model (docs/nightly.md).
     #[arg(long, value_name = "driftscope.toml")]
     pub config: Option<PathBuf>,
-    /// Write JUnit XML here.
+    /// Write JUnit XML here (one test suite per rank for a multi-rank run).
     #[arg(long, value_name = "OUT.xml")]
     pub junit: Option<PathBuf>,
     /// Write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).
     #[arg(long, value_name = "OUT.md")]
     pub markdown: Option<PathBuf>,
-    /// Write the JSON comparison report here (docs/report-schema.md).
-    #[arg(long, value_name = "OUT.json")]
-    pub json: Option<PathBuf>,
     /// Append one JSON line for this run to this history file.
     #[arg(long, value_name = "H.jsonl")]
     pub history: Option<PathBuf>,
     /// Build or run id recorded in the history.
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
-    /// Link to the full report in the Markdown summary (default: the --json path).
+    /// Link to the full report in the Markdown summary (default: the JSON report's path).
     #[arg(long, value_name = "URL")]
     pub report_url: Option<String>,
+    /// Multi-rank runs: write an HTML page (rank-by-place error map, table of ranks) here.
+    #[arg(long, value_name = "OUT.html")]
+    pub html: Option<PathBuf>,
 }
 
 /// `driftscope baseline`.
@@ -324,12 +338,20 @@ pub struct ExportArgs {
 /// `driftscope merge`.
 #[derive(Args, Debug)]
 pub struct MergeArgs {
-    /// Part files written by `compare --part` or `bisect --part`, together the whole run.
+    /// Part files written by `compare --part`, `bisect --part` or `check --part`, together the
+    /// whole run.
     #[arg(required = true, num_args = 1..)]
     pub parts: Vec<PathBuf>,
     /// The merged JSON report (as `--json` of the same command on one machine).
     #[arg(short, long, value_name = "OUT.json")]
     pub output: PathBuf,
+    /// Judge the merged run as `check` does (exit 1 on a regression); the options below need
+    /// it. Parts of `compare` or `check`, compared with the config's noise model.
+    #[arg(long)]
+    pub check: bool,
+    /// Config and CI outputs, as `check` takes them.
+    #[command(flatten)]
+    pub out: CheckOutputs,
 }
 
 /// A parser that accepts these names and lists them in `--help`; the library's `FromStr`

@@ -2,21 +2,22 @@
 //! the arguments say, and the exit code.
 
 use crate::cli::{
-    BaselineArgs, BisectArgs, CheckArgs, CompareArgs, DumpArgs, ExportArgs, MergeArgs, PartArgs,
-    PlotArgs, ReplayArgs, ReportArgs, TrendArgs,
+    BaselineArgs, BisectArgs, CheckArgs, CheckOutputs, CompareArgs, DumpArgs, ExportArgs,
+    MergeArgs, PartArgs, PlotArgs, ReplayArgs, ReportArgs, TrendArgs,
 };
 use crate::{options, progress};
-use anyhow::Context;
 use driftscope::align::Remap;
 use driftscope::compare::Comparison;
 use driftscope::dump::{Dump, OpenOptions};
-use driftscope::nightly::{self, baseline::Baseline, config::Config, history, trend::Trend};
-use driftscope::ranks::{self, MultiRank};
-use driftscope::report::{self, table, Exporter};
+use driftscope::nightly::config::{Compiled, Config};
+use driftscope::nightly::{self, baseline::Baseline, history, trend::Trend};
+use driftscope::ranks::check::{RankChecks, RankVerdicts};
+use driftscope::ranks::{self, MultiRank, RankReport};
+use driftscope::report::{self, table, AtomicFile, Exporter};
 use driftscope::session::{self, Options, Session};
 use driftscope::verdict::Fp32Matmul;
 use driftscope::{plot, replay, shard};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -147,9 +148,21 @@ pub fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
-    let cfg = load_config(a.config.as_deref())?.compile()?;
+    let cfg = load_config(a.out.config.as_deref())?.compile()?;
+    let o = options::of_dumps(&a.dumps)?;
+    let (r, d) = (&a.dumps.reference, &a.dumps.candidate);
+    if session::is_multi_rank(r, d, &o) {
+        return check_ranks(&a, &cfg, &o);
+    }
+    refuse_rank_options(&a.parts)?;
+    if a.out.html.is_some() {
+        anyhow::bail!(
+            "--html draws the ranks of a multi-rank run; for one dump, `driftscope report` \
+             writes the HTML report"
+        );
+    }
     let baseline = a.baseline.as_deref().map(Baseline::load).transpose()?;
-    let s = open(&a.dumps, &options::of_dumps(&a.dumps)?)?;
+    let s = open(&a.dumps, &o)?;
     let bar = progress::bar(s.reference.entries.len() as u64, "comparing");
     let checked = session::check(&s, &cfg, baseline.as_ref(), &|| bar.inc(1));
     bar.finish_and_clear();
@@ -161,26 +174,103 @@ pub fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = &a.json {
         report::write_atomic(p, &report::json::Json.serialize(&comparison)?, &inputs)?;
     }
-    if let Some(p) = &a.junit {
-        let stamp = nightly::utc_now().trim_end_matches('Z').to_string();
+    if let Some(p) = &a.out.junit {
         let base = a.baseline.as_ref().map(|b| b.display().to_string());
-        let xml = nightly::junit::render(&report, &cfg, base.as_deref(), &stamp);
+        let xml = nightly::junit::render(&report, &cfg, base.as_deref(), &junit_stamp());
         report::write_atomic(p, xml.as_bytes(), &inputs)?;
     }
-    if let Some(p) = &a.markdown {
-        let link = a
-            .report_url
-            .clone()
-            .or_else(|| a.json.as_ref().map(|j| j.display().to_string()));
-        let md = nightly::markdown::render(&report, link.as_deref());
+    if let Some(p) = &a.out.markdown {
+        let md =
+            nightly::markdown::render(&report, report_link(&a.out, a.json.as_deref()).as_deref());
         report::write_atomic(p, md.as_bytes(), &inputs)?;
     }
-    if let Some(p) = &a.history {
-        let line = history::Record::of(&report, a.run_id.as_deref());
+    if let Some(p) = &a.out.history {
+        let line = history::Record::of(&report, a.out.run_id.as_deref());
         report::write_atomic(p, &history::appended(p, &line)?, &inputs)?;
     }
     print!("{}", report.text());
     Ok(ExitCode::from(report.exit_code()))
+}
+
+/// `check` of a multi-rank run: every rank judged with the config, one verdict for the run.
+fn check_ranks(a: &CheckArgs, cfg: &Compiled, o: &Options) -> anyhow::Result<ExitCode> {
+    if a.baseline.is_some() {
+        anyhow::bail!(
+            "--baseline holds the places of one dump: a multi-rank check takes no baseline yet \
+             (check each rank folder against its own baseline)"
+        );
+    }
+    let (r, d) = (&a.dumps.reference, &a.dumps.candidate);
+    let sel = options::rank_selection(&a.parts)?;
+    let opened = |_, s: &Session| note(o, &s.remap, &s.candidate);
+    let run = session::check_ranks(r, d, o, &cfg.config, &sel, &opened)?;
+    write_part(&a.parts, &run, &a.dumps)?;
+    let inputs = inputs(&a.dumps);
+    if let Some(p) = &a.json {
+        report::write_atomic(p, &serde_json::to_vec_pretty(&run.result)?, &inputs)?;
+    }
+    let m = &run.result;
+    if !(m.missing_ranks_reference.is_empty() && m.missing_ranks_candidate.is_empty()) {
+        return Ok(missing_ranks(
+            &m.missing_ranks_reference,
+            &m.missing_ranks_candidate,
+        ));
+    }
+    let mut junit = a
+        .out
+        .junit
+        .as_ref()
+        .map(|p| AtomicFile::create(p, &inputs))
+        .transpose()?;
+    let checks = driftscope::ranks::check::judge(
+        m,
+        cfg,
+        run.noise.clone(),
+        &junit_stamp(),
+        junit.as_mut().map(|f| f as &mut dyn Write),
+        r.display().to_string(),
+        d.display().to_string(),
+    )?;
+    rank_check_outputs(&a.out, &checks, junit, a.json.as_deref(), &inputs)
+}
+
+/// The outputs of a multi-rank check (the JUnit file was filled while judging) and its exit
+/// code.
+fn rank_check_outputs(
+    o: &CheckOutputs,
+    checks: &RankChecks,
+    junit: Option<AtomicFile>,
+    json: Option<&Path>,
+    inputs: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    if let Some(f) = junit {
+        f.commit()?;
+    }
+    if let Some(p) = &o.markdown {
+        let md = checks.markdown(report_link(o, json).as_deref());
+        report::write_atomic(p, md.as_bytes(), inputs)?;
+    }
+    if let Some(p) = &o.history {
+        let line = checks.history(o.run_id.as_deref());
+        report::write_atomic(p, &history::appended(p, &line)?, inputs)?;
+    }
+    if let Some(p) = &o.html {
+        report::write_atomic(p, checks.html()?.as_bytes(), inputs)?;
+    }
+    print!("{}", checks.text());
+    Ok(ExitCode::from(checks.exit_code()))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS`, now, for JUnit.
+fn junit_stamp() -> String {
+    nightly::utc_now().trim_end_matches('Z').to_string()
+}
+
+/// The Markdown summary's link to the full report: `--report-url`, else the JSON report.
+fn report_link(o: &CheckOutputs, json: Option<&Path>) -> Option<String> {
+    o.report_url
+        .clone()
+        .or_else(|| json.map(|j| j.display().to_string()))
 }
 
 pub fn baseline(a: BaselineArgs) -> anyhow::Result<ExitCode> {
@@ -316,20 +406,60 @@ pub fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn merge(a: MergeArgs) -> anyhow::Result<ExitCode> {
+    let o = &a.out;
+    let judging_options = o.config.is_some()
+        || o.junit.is_some()
+        || o.markdown.is_some()
+        || o.history.is_some()
+        || o.run_id.is_some()
+        || o.report_url.is_some()
+        || o.html.is_some();
+    if judging_options && !a.check {
+        anyhow::bail!(
+            "--config, --junit, --markdown, --history, --run-id, --report-url and --html judge \
+             the merged run: add --check"
+        );
+    }
     let plan = shard::plan(&a.parts)?;
     let out = std::fs::canonicalize(&a.output).ok();
     if out.is_some() && a.parts.iter().any(|p| std::fs::canonicalize(p).ok() == out) {
         anyhow::bail!("-o {} is one of the parts", a.output.display());
     }
-    let mut merged = None;
-    report::write_atomic_with(&a.output, &[], |w| {
-        merged = Some(plan.write(w)?);
+    let cfg = if a.check {
+        let cfg = load_config(o.config.as_deref())?.compile()?;
+        judgeable(plan.header(), &cfg)?;
+        Some(cfg)
+    } else {
+        None
+    };
+    let h = plan.header().clone();
+    let inputs = a.parts.clone();
+    let mut junit = match (&cfg, &o.junit) {
+        (Some(_), Some(p)) => Some(AtomicFile::create(p, &inputs)?),
+        _ => None,
+    };
+    let mut verdicts = match &cfg {
+        Some(c) => Some(RankVerdicts::new(
+            c,
+            h.noise.clone(),
+            &junit_stamp(),
+            junit.as_mut().map(|f| f as &mut dyn Write),
+        )?),
+        None => None,
+    };
+    let mut json = AtomicFile::create(&a.output, &inputs)?;
+    let merged = plan.write(&mut json, &mut |rank, body| {
+        if let Some(v) = verdicts.as_mut() {
+            let r: RankReport = serde_json::from_slice(body)?;
+            v.add(rank, &r.report)?;
+        }
         Ok(())
-    })?;
-    let m = merged.context("merge wrote nothing")?;
+    });
+    let m = merged.map_err(|e| e.context(format!("cannot write {}", a.output.display())))?;
+    json.commit()?;
     println!("merged {} part(s) into {}", m.parts, a.output.display());
-    println!("ranks: {}", m.summary.text);
     let mut code = missing_ranks(&m.missing_ranks_reference, &m.missing_ranks_candidate);
+    let missing = !(m.missing_ranks_reference.is_empty() && m.missing_ranks_candidate.is_empty());
     if !m.broken.is_empty() {
         eprintln!(
             "driftscope: error: rank(s) {}: pairs that could not be read or compared (see their \
@@ -338,7 +468,36 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<ExitCode> {
         );
         code = ExitCode::from(2);
     }
-    Ok(code)
+    match verdicts {
+        // A run with a missing or broken rank gets no verdict (its JUnit file is dropped).
+        Some(v) if !missing && m.broken.is_empty() => {
+            let checks = v.finish(m.summary, h.reference, h.candidate)?;
+            rank_check_outputs(o, &checks, junit, Some(&a.output), &inputs)
+        }
+        _ => {
+            println!("ranks: {}", m.summary.text);
+            Ok(code)
+        }
+    }
+}
+
+/// `merge --check` judges whole comparisons made with the config's noise model.
+fn judgeable(h: &shard::PartHeader, cfg: &Compiled) -> anyhow::Result<()> {
+    if h.command == shard::PartCommand::Bisect {
+        anyhow::bail!(
+            "merge --check judges whole comparisons: parts of `compare` or `check`, not `bisect`"
+        );
+    }
+    let want = cfg.config.noise_options(h.noise.fp32_matmul);
+    if want != h.noise {
+        anyhow::bail!(
+            "the parts were compared with the noise model {:?}, the config asks for {:?}: write \
+             the parts with `driftscope check --config ... --part ...`",
+            h.noise,
+            want
+        );
+    }
+    Ok(())
 }
 
 /// `--part`: this shard's part file, for `driftscope merge`.

@@ -367,6 +367,19 @@ pub enum Overall {
     Empty,
 }
 
+impl Overall {
+    /// Name as the JSON writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Overall::Identical => "identical",
+            Overall::WithinNoise => "within_noise",
+            Overall::Diverged => "diverged",
+            Overall::Changed => "changed",
+            Overall::Empty => "empty",
+        }
+    }
+}
+
 /// What kind of departure a divergence is: where its error comes from.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -45,7 +45,7 @@ impl std::str::FromStr for Fp32Matmul {
 }
 
 /// Options of the noise model and the verdicts.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NoiseOptions {
     /// fp32 matmul assumption.
     pub fp32_matmul: Fp32Matmul,

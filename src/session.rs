@@ -34,6 +34,7 @@ use crate::ranks::{self, MultiRank, RankPlan};
 use crate::replay::{self, ReplayReport};
 use crate::shard::{self, PartCommand, PartHeader, Shard};
 use crate::verdict::calibrate::Calibration;
+use crate::verdict::NoiseOptions;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -384,6 +385,8 @@ pub struct RankRun {
     plan: RankPlan,
     covered: Vec<u32>,
     shard: Option<Shard>,
+    /// The noise model the ranks were compared with.
+    pub noise: NoiseOptions,
 }
 
 impl RankRun {
@@ -396,6 +399,7 @@ impl RankRun {
             &self.plan,
             self.covered.clone(),
             self.shard,
+            self.noise.clone(),
         );
         shard::part_bytes(&h, &self.result)
     }
@@ -415,8 +419,11 @@ pub fn compare_ranks(
         candidate,
         o,
         sel,
-        PartCommand::Compare,
-        vec![],
+        RankJob {
+            command: PartCommand::Compare,
+            extra: vec![],
+            noise: o.compare.noise.clone(),
+        },
         |k, rp, dp| {
             let s = Session::open(rp, dp, &rank_options(o, k)?)?;
             opened(k, &s);
@@ -444,8 +451,11 @@ pub fn bisect_ranks(
         candidate,
         o,
         sel,
-        PartCommand::Bisect,
-        extra,
+        RankJob {
+            command: PartCommand::Bisect,
+            extra,
+            noise: o.compare.noise.clone(),
+        },
         |k, rp, dp| {
             let s = Session::open(rp, dp, &rank_options(o, k)?)?;
             opened(k, &s);
@@ -461,13 +471,51 @@ pub fn bisect_ranks(
     )
 }
 
+/// `check` of two multi-rank roots: each rank compared as [`check`] compares one dump (the
+/// config's noise model; unreadable input or mapping files that paired nothing fail the run,
+/// naming the rank). Judge the result with [`ranks::check::judge`].
+pub fn check_ranks(
+    reference: &Path,
+    candidate: &Path,
+    o: &Options,
+    cfg: &nightly::config::Config,
+    sel: &RankSelection,
+    opened: &(dyn Fn(u32, &Session) + Sync),
+) -> anyhow::Result<RankRun> {
+    rank_run(
+        reference,
+        candidate,
+        o,
+        sel,
+        RankJob {
+            command: PartCommand::Check,
+            extra: vec![],
+            noise: cfg.noise_options(o.compare.noise.fp32_matmul),
+        },
+        |k, rp, dp| {
+            let s = Session::open(rp, dp, &rank_options(o, k)?)?;
+            opened(k, &s);
+            let (c, _) = nightly_compare(&s, cfg, &|| {})?;
+            Ok((c, s.remap.fused))
+        },
+    )
+}
+
+/// What a multi-rank run computes, as its part file records it.
+struct RankJob {
+    command: PartCommand,
+    /// Options of the command beyond [`Options::fingerprint`].
+    extra: Vec<(&'static str, String)>,
+    /// The noise model of the comparisons.
+    noise: NoiseOptions,
+}
+
 fn rank_run<F>(
     reference: &Path,
     candidate: &Path,
     o: &Options,
     sel: &RankSelection,
-    command: PartCommand,
-    extra: Vec<(&str, String)>,
+    job: RankJob,
     each: F,
 ) -> anyhow::Result<RankRun>
 where
@@ -477,14 +525,15 @@ where
     let covered = shard::selection(&plan.all(), sel.ranks.as_deref(), sel.shard)?;
     let result = plan.compare(&covered, each)?;
     let mut fingerprint = o.fingerprint()?;
-    fingerprint.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));
+    fingerprint.extend(job.extra.into_iter().map(|(k, v)| (k.to_string(), v)));
     Ok(RankRun {
         result,
-        command,
+        command: job.command,
         fingerprint,
         plan,
         covered,
         shard: sel.shard,
+        noise: job.noise,
     })
 }
 

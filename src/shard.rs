@@ -10,6 +10,7 @@
 
 use crate::dump::Role;
 use crate::ranks::{self, MultiRank, RankDivergence, RankReport, RankSummary};
+use crate::verdict::NoiseOptions;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -207,6 +208,8 @@ pub enum PartCommand {
     Compare,
     /// `driftscope bisect`.
     Bisect,
+    /// `driftscope check`: compared with the config's noise model.
+    Check,
 }
 
 /// A part file's first line.
@@ -230,16 +233,23 @@ pub struct PartHeader {
     /// The shard, when `--shard` chose the ranks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
+    /// The noise model the ranks were compared with (`merge --check` judges with it).
+    pub noise: NoiseOptions,
+    /// The reference root as this shard saw it (paths may differ between nodes).
+    pub reference: String,
+    /// The candidate root as this shard saw it.
+    pub candidate: String,
 }
 
 impl PartHeader {
-    /// The header of a part of `plan`'s run covering `covered`.
+    /// The header of a part of `plan`'s run covering `covered`, compared with `noise`.
     pub fn new(
         command: PartCommand,
         options: BTreeMap<String, String>,
         plan: &ranks::RankPlan,
         covered: Vec<u32>,
         shard: Option<Shard>,
+        noise: NoiseOptions,
     ) -> PartHeader {
         PartHeader {
             format: PART_FORMAT.into(),
@@ -250,6 +260,9 @@ impl PartHeader {
             candidate_ranks: plan.candidate.keys().copied().collect(),
             covered,
             shard,
+            noise,
+            reference: plan.reference_root.display().to_string(),
+            candidate: plan.candidate_root.display().to_string(),
         }
     }
 
@@ -504,15 +517,43 @@ fn on(v: &[u32], k: &u32) -> bool {
 }
 
 impl MergePlan {
+    /// The parts' header (the first part's: the others agree on everything but the ranks
+    /// covered and the roots' paths).
+    pub fn header(&self) -> &PartHeader {
+        &self.header
+    }
+
+    /// Ranks present on one side only: (in the candidate only, in the reference only).
+    pub fn missing_ranks(&self) -> (Vec<u32>, Vec<u32>) {
+        let (rr, cr) = (&self.header.reference_ranks, &self.header.candidate_ranks);
+        (
+            self.universe
+                .iter()
+                .filter(|k| !on(rr, k))
+                .copied()
+                .collect(),
+            self.universe
+                .iter()
+                .filter(|k| !on(cr, k))
+                .copied()
+                .collect(),
+        )
+    }
+
     /// Writes the multi-rank JSON report to `out`, exactly as `compare --json` (or `bisect
     /// --json`) on one machine writes it for the whole run, streaming the rank reports in rank
-    /// order and holding one at a time.
-    pub fn write(mut self, out: &mut dyn Write) -> anyhow::Result<Merged> {
+    /// order and holding one at a time. `each` sees every rank's report (its JSON) as it goes.
+    pub fn write(
+        mut self,
+        out: &mut dyn Write,
+        each: &mut dyn FnMut(u32, &[u8]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Merged> {
         // How many ranks each part still has to give: its reader closes after the last.
         let mut left: Vec<usize> = vec![0; self.parts.len()];
         for (_, i) in &self.compared {
             left[*i] += 1;
         }
+        let (missing_ranks_reference, missing_ranks_candidate) = self.missing_ranks();
         let parts = &mut self.parts;
 
         out.write_all(b"{\n  \"ranks\": [")?;
@@ -534,6 +575,7 @@ impl MergePlan {
                     &mut |chunk: &[u8]| -> std::io::Result<()> { out.write_all(chunk) },
                     n == 0,
                 )),
+                each,
             )?;
             if meta.broken {
                 broken.push(*k);
@@ -563,15 +605,10 @@ impl MergePlan {
         } else {
             b"\n  ]"
         })?;
-        let (rr, cr, u) = (
-            &self.header.reference_ranks,
-            &self.header.candidate_ranks,
-            &self.universe,
-        );
         let tail = MultiRank {
             ranks: Vec::new(),
-            missing_ranks_reference: u.iter().filter(|k| !on(rr, k)).copied().collect(),
-            missing_ranks_candidate: u.iter().filter(|k| !on(cr, k)).copied().collect(),
+            missing_ranks_reference,
+            missing_ranks_candidate,
             summary: ranks::summarize_divergences(
                 self.compared.iter().map(|c| c.0).collect(),
                 diverged,
@@ -597,9 +634,14 @@ impl MergePlan {
 type Sink<'a> = (u32, &'a mut dyn FnMut(&[u8]) -> std::io::Result<()>, bool);
 
 /// Reads the next rank of a part. With a sink: checks it is rank `k`, checks the report is
-/// JSON of that rank, and writes it as an element of the report's rank list (indented one
-/// level deeper). Without: skips it.
-fn read_rank(r: &mut BufReader<File>, path: &Path, sink: Option<Sink>) -> anyhow::Result<RankMeta> {
+/// JSON of that rank, hands it to `each` and writes it as an element of the report's rank
+/// list (indented one level deeper). Without: skips it.
+fn read_rank(
+    r: &mut BufReader<File>,
+    path: &Path,
+    sink: Option<Sink>,
+    each: &mut dyn FnMut(u32, &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<RankMeta> {
     let want = sink.as_ref().map(|s| s.0);
     let bad =
         |what: String| anyhow::anyhow!("{}: {what} (truncated or edited part?)", path.display());
@@ -639,6 +681,7 @@ fn read_rank(r: &mut BufReader<File>, path: &Path, sink: Option<Sink>) -> anyhow
                 got.rank
             )));
         }
+        each(k, &body).map_err(|e| e.context(format!("{}: rank {k}", path.display())))?;
         let io = |e: std::io::Error| anyhow::anyhow!("writing the merged report: {e}");
         write(if first { b"\n    " } else { b",\n    " }).map_err(io)?;
         // Pretty JSON has no newline inside strings: every line moves in by one level.

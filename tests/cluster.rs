@@ -361,3 +361,175 @@ fn overlapping_or_foreign_parts_are_refused() {
     assert_eq!(code, 2);
     assert!(err.contains("SLURM_ARRAY_TASK_ID"), "{err}");
 }
+
+/// `s` with every `timestamp="..."` (JUnit) or `"date":"..."` (history) value blanked.
+fn untimed(s: &str) -> String {
+    let re = regex::Regex::new(r#"(timestamp="|"date":")[^"]*""#).unwrap();
+    re.replace_all(s, "${1}T\"").into_owned()
+}
+
+fn text(dir: &Path, f: &str) -> String {
+    std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"))
+}
+
+#[test]
+fn merged_check_writes_what_one_machine_writes() {
+    let t = fixture();
+    let dir = t.path();
+    let outputs = |tag: &str| -> Vec<String> {
+        [
+            "--junit",
+            &format!("{tag}.xml"),
+            "--markdown",
+            &format!("{tag}.md"),
+            "--history",
+            &format!("{tag}.jsonl"),
+            "--html",
+            &format!("{tag}.html"),
+            "--run-id",
+            "nightly-7",
+            "--report-url",
+            "https://ci.example/run/7",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let args = |head: &[&str], tail: &[String]| -> Vec<String> {
+        head.iter()
+            .map(|s| s.to_string())
+            .chain(tail.iter().cloned())
+            .collect()
+    };
+    let runv = |a: Vec<String>| run(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[], dir);
+
+    // One machine: every rank diverges at the all_reduce, so the run fails (exit 1).
+    let (code, out, err) = runv(args(
+        &["check", "ref", "dev", "--json", "single.json"],
+        &outputs("single"),
+    ));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("FAIL rank 2:") && out.contains("FAIL: 4 rank(s) checked, 4 failing"),
+        "{out}"
+    );
+    let compared = std::fs::read(dir.join("single.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&compared).unwrap();
+    assert_eq!(
+        v["summary"]["collective"]["carried_by"],
+        serde_json::json!([BAD_RANK])
+    );
+
+    let suites = {
+        let f = std::io::BufReader::new(std::fs::File::open(dir.join("single.xml")).unwrap());
+        junit_parser::from_reader(f).unwrap()
+    };
+    let names: Vec<&str> = suites.suites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["rank 0", "rank 1", "rank 2", "rank 3"]);
+    assert!(suites.suites.iter().all(|s| s.failures >= 1));
+    let md = text(dir, "single.md");
+    assert!(
+        md.contains("❌ accuracy regression") && md.contains(&format!("| {BAD_RANK} |")),
+        "{md}"
+    );
+    let line: serde_json::Value = serde_json::from_str(text(dir, "single.jsonl").trim()).unwrap();
+    assert_eq!(line["passed"], false);
+    assert_eq!(line["run_id"], "nightly-7");
+    assert_eq!(line["ranks"]["failed"], serde_json::json!([0, 1, 2, 3]));
+    assert!(line["rel_l2_err"][AR].as_f64().unwrap() > 0.0);
+    let html = text(dir, "single.html");
+    assert!(
+        html.contains("data:image/png;base64,") && html.contains("id=\"rank3\""),
+        "{html}"
+    );
+
+    // Two shards of `check`, then the merge: the same files, timestamps aside.
+    for i in 0..2 {
+        let (shard, part) = (format!("{i}/2"), format!("out/part-{i}.json"));
+        let (code, _, err) = run(
+            &["check", "ref", "dev", "--shard", &shard, "--part", &part],
+            &[],
+            dir,
+        );
+        assert_eq!(code, 1, "{err}");
+    }
+    let mut m = vec![
+        "merge".to_string(),
+        "--check".into(),
+        "-o".into(),
+        "merged.json".into(),
+    ];
+    m.extend(parts(dir));
+    let (code, out, err) = runv(args(
+        &m.iter().map(String::as_str).collect::<Vec<_>>(),
+        &outputs("merged"),
+    ));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("FAIL: 4 rank(s) checked, 4 failing"), "{out}");
+    assert_eq!(std::fs::read(dir.join("merged.json")).unwrap(), compared);
+    for ext in ["xml", "md", "jsonl", "html"] {
+        assert_eq!(
+            untimed(&text(dir, &format!("merged.{ext}"))),
+            untimed(&text(dir, &format!("single.{ext}"))),
+            "merged.{ext} differs from one machine's"
+        );
+    }
+
+    // Parts of `compare` judge the same when the config keeps the noise model they used.
+    std::fs::remove_dir_all(dir.join("out")).unwrap();
+    for r in ["0-1", "2-3"] {
+        let part = format!("out/part-{r}.json");
+        let (code, _, err) = run(
+            &["compare", "ref", "dev", "--ranks", r, "--part", &part],
+            &[],
+            dir,
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    let p = parts(dir);
+    let with = |extra: &[&str]| {
+        let mut a = vec!["merge", "-o", "m2.json"];
+        a.extend(p.iter().map(String::as_str));
+        a.extend(extra);
+        run(&a, &[], dir)
+    };
+    let (code, _, err) = with(&[
+        "--check",
+        "--markdown",
+        "m2.md",
+        "--report-url",
+        "https://ci.example/run/7",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(text(dir, "m2.md"), text(dir, "single.md"));
+    // A config with another noise model asks for parts compared with it.
+    std::fs::write(dir.join("c.toml"), "[noise]\nnoise_factor = 64\n").unwrap();
+    let (code, _, err) = with(&["--check", "--config", "c.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("driftscope check --config"), "{err}");
+    // CI outputs without --check are refused before anything is written.
+    let (code, _, err) = with(&["--junit", "j.xml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("add --check"), "{err}");
+    assert!(!dir.join("j.xml").exists());
+}
+
+#[test]
+fn a_clean_multi_rank_run_passes_its_check() {
+    let t = tempfile::tempdir().unwrap();
+    side(&t.path().join("ref"), &["cpu_fp32"; RANKS as usize], false);
+    side(&t.path().join("dev"), &["cuda_fp16"; RANKS as usize], false);
+    let (code, out, err) = run(&["check", "ref", "dev", "--junit", "j.xml"], &[], t.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("PASS: 4 rank(s) checked, 0 failing, 0 failure(s)"),
+        "{out}"
+    );
+    // A baseline is one dump's: refused for a multi-rank run, with the reason.
+    let (code, _, err) = run(
+        &["check", "ref", "dev", "--baseline", "b.json"],
+        &[],
+        t.path(),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("multi-rank check takes no baseline"), "{err}");
+}

@@ -33,8 +33,23 @@ pub struct Record {
     pub failures: usize,
     /// The final output's place.
     pub final_output: Option<String>,
-    /// Relative L2 error of every checked place (`null`: not measurable or not finite).
+    /// Relative L2 error of every checked place (`null`: not measurable or not finite). For a
+    /// multi-rank run, its worst across ranks (`null` when so on any rank).
     pub rel_l2_err: BTreeMap<String, Option<f64>>,
+    /// For a multi-rank run: how many ranks were checked and which failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranks: Option<RankTally>,
+}
+
+/// The ranks of a multi-rank run's history line.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RankTally {
+    /// Ranks checked.
+    pub compared: usize,
+    /// Ranks with a failure.
+    pub failed: Vec<u32>,
+    /// Ranks that diverge first (at the earliest place of all).
+    pub first: Vec<u32>,
 }
 
 impl Record {
@@ -56,6 +71,7 @@ impl Record {
                 .filter(|p| !p.ignored)
                 .map(|p| (p.name.clone(), p.metrics.rel_l2_err))
                 .collect(),
+            ranks: None,
         }
     }
 
@@ -146,6 +162,7 @@ mod tests {
             failures: 0,
             final_output: None,
             rel_l2_err: BTreeMap::new(),
+            ranks: None,
         }
     }
 

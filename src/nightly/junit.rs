@@ -120,8 +120,49 @@ fn write_case(
     x.push_str("    </testcase>\n");
 }
 
+/// One `<testsuite>` of a check, with its counts.
+pub struct Suite {
+    /// The element, indented for a `<testsuites>` document.
+    pub xml: String,
+    /// Test cases.
+    pub tests: usize,
+    /// Failed cases.
+    pub failures: usize,
+    /// Skipped (ignored) cases.
+    pub skipped: usize,
+}
+
+/// Opening of a document of several suites (one per rank): each suite carries its own counts,
+/// so suites can be written as they come.
+pub const MULTI_OPEN: &str =
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"driftscope check\">\n";
+/// End of a document.
+pub const CLOSE: &str = "</testsuites>\n";
+
 /// The JUnit XML of a check. `timestamp` is `YYYY-MM-DDTHH:MM:SS` (UTC, no zone).
 pub fn render(r: &CheckReport, cfg: &Compiled, baseline: Option<&str>, timestamp: &str) -> String {
+    let s = suite(r, cfg, baseline, timestamp, "driftscope", 0);
+    let mut x = String::new();
+    x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        x,
+        "<testsuites name=\"driftscope check\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"0\">",
+        s.tests, s.failures, s.skipped
+    );
+    x.push_str(&s.xml);
+    x.push_str(CLOSE);
+    x
+}
+
+/// The `<testsuite>` element `name` (numbered `id`) of a check.
+pub fn suite(
+    r: &CheckReport,
+    cfg: &Compiled,
+    baseline: Option<&str>,
+    timestamp: &str,
+    name: &str,
+    id: u32,
+) -> Suite {
     let cs = cases(r, cfg);
     let mut body = String::new();
     let (mut failed, mut skipped) = (0, 0);
@@ -146,14 +187,10 @@ pub fn render(r: &CheckReport, cfg: &Compiled, baseline: Option<&str>, timestamp
     write_case(&mut body, "driftscope.run", "coverage", &run, false);
     let tests = cs.len() + 1;
     let mut x = String::new();
-    x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         x,
-        "<testsuites name=\"driftscope check\" tests=\"{tests}\" failures=\"{failed}\" errors=\"0\" skipped=\"{skipped}\" time=\"0\">"
-    );
-    let _ = writeln!(
-        x,
-        "  <testsuite name=\"driftscope\" package=\"driftscope\" id=\"0\" hostname=\"localhost\" tests=\"{tests}\" failures=\"{failed}\" errors=\"0\" skipped=\"{skipped}\" time=\"0\" timestamp=\"{}\">",
+        "  <testsuite name=\"{}\" package=\"driftscope\" id=\"{id}\" hostname=\"localhost\" tests=\"{tests}\" failures=\"{failed}\" errors=\"0\" skipped=\"{skipped}\" time=\"0\" timestamp=\"{}\">",
+        escape(name),
         escape(timestamp)
     );
     x.push_str("    <properties>\n");
@@ -170,8 +207,13 @@ pub fn render(r: &CheckReport, cfg: &Compiled, baseline: Option<&str>, timestamp
     }
     x.push_str("    </properties>\n");
     x.push_str(&body);
-    x.push_str("    <system-out/>\n    <system-err/>\n  </testsuite>\n</testsuites>\n");
-    x
+    x.push_str("    <system-out/>\n    <system-err/>\n  </testsuite>\n");
+    Suite {
+        xml: x,
+        tests,
+        failures: failed,
+        skipped,
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use crate::report::fmt_f;
 use std::fmt::Write;
 
 /// Escapes text for a Markdown table cell.
-fn cell(s: &str) -> String {
+pub fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 

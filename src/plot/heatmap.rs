@@ -132,7 +132,7 @@ pub fn build(name: &str, shape: &[usize], r: &[f64], d: &[f64], dr: DType, dd: D
 }
 
 /// Colour of a value in [0, 1] (dark blue, teal, yellow), like a perceptual map.
-fn ramp(t: f64) -> RGBColor {
+pub(crate) fn ramp(t: f64) -> RGBColor {
     const STOPS: [(f64, [f64; 3]); 5] = [
         (0.0, [68.0, 1.0, 84.0]),
         (0.25, [59.0, 82.0, 139.0]),

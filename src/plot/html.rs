@@ -206,7 +206,7 @@ pub fn render(reference: &Dump, runs: &[Run], devs: &[&Dump]) -> anyhow::Result<
 }
 
 /// Escapes text for HTML.
-fn escape(s: &str) -> String {
+pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

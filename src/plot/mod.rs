@@ -7,6 +7,7 @@ pub mod font;
 pub mod heatmap;
 pub mod histogram;
 pub mod html;
+pub mod ranks;
 
 use crate::compare::{Comparison, PairReport, Status};
 use crate::dump::Role;

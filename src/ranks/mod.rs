@@ -4,6 +4,8 @@
 //! parallel; the summary says which ranks diverge, which diverge first, and, where a
 //! collective spread the error, which ranks' inputs carried it (docs/divergence.md).
 
+pub mod check;
+
 use crate::compare::Comparison;
 use crate::dump::msprobe::find_dump_jsons;
 use crate::dump::Role;
@@ -165,6 +167,10 @@ pub struct MultiRank {
 /// The rank folders of both sides of a multi-rank run.
 #[derive(Clone, Debug)]
 pub struct RankPlan {
+    /// The reference root.
+    pub reference_root: PathBuf,
+    /// The candidate root.
+    pub candidate_root: PathBuf,
     /// Reference rank folders, by rank id.
     pub reference: BTreeMap<u32, PathBuf>,
     /// Candidate rank folders, by rank id.
@@ -184,6 +190,8 @@ impl RankPlan {
             })
         };
         Ok(RankPlan {
+            reference_root: reference.to_path_buf(),
+            candidate_root: candidate.to_path_buf(),
             reference: side(reference, "reference")?,
             candidate: side(candidate, "candidate")?,
         })

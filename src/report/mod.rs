@@ -70,61 +70,105 @@ pub fn write_atomic_with(
     inputs: &[PathBuf],
     fill: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    // Check against the inputs before creating anything: the nearest existing ancestor of the
-    // output's folder decides where it would land.
-    let mut existing = parent.clone();
-    while !existing.exists() {
-        match existing.parent() {
-            Some(p) if !p.as_os_str().is_empty() => existing = p.to_path_buf(),
-            _ => {
-                existing = PathBuf::from(".");
-                break;
-            }
-        }
-    }
-    let abs_parent = std::fs::canonicalize(&existing)?;
-    for i in inputs {
-        let root = if i.is_file() {
-            i.parent().unwrap_or(i)
-        } else {
-            i.as_path()
+    let mut f = AtomicFile::create(path, inputs)?;
+    fill(&mut f).map_err(|e| anyhow::anyhow!("cannot write {}: {e:#}", path.display()))?;
+    f.commit()
+}
+
+/// An output file written atomically: bytes go to a temporary file beside it, which
+/// [`AtomicFile::commit`] syncs and renames into place. Dropped without a commit, it leaves
+/// nothing behind. For outputs filled bit by bit while something else streams (a merge).
+pub struct AtomicFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    w: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl AtomicFile {
+    /// Starts writing `path`, refusing a path inside one of the `inputs` (files or folders).
+    pub fn create(path: &Path, inputs: &[PathBuf]) -> anyhow::Result<AtomicFile> {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
         };
-        if let Ok(r) = std::fs::canonicalize(root) {
-            if abs_parent.starts_with(&r) {
-                anyhow::bail!(
-                    "refusing to write {} inside the input dump {}",
-                    path.display(),
-                    r.display()
-                );
+        // Check against the inputs before creating anything: the nearest existing ancestor of the
+        // output's folder decides where it would land.
+        let mut existing = parent.clone();
+        while !existing.exists() {
+            match existing.parent() {
+                Some(p) if !p.as_os_str().is_empty() => existing = p.to_path_buf(),
+                _ => {
+                    existing = PathBuf::from(".");
+                    break;
+                }
             }
         }
+        let abs_parent = std::fs::canonicalize(&existing)?;
+        for i in inputs {
+            let root = if i.is_file() {
+                i.parent().unwrap_or(i)
+            } else {
+                i.as_path()
+            };
+            if let Ok(r) = std::fs::canonicalize(root) {
+                if abs_parent.starts_with(&r) {
+                    anyhow::bail!(
+                        "refusing to write {} inside the input dump {}",
+                        path.display(),
+                        r.display()
+                    );
+                }
+            }
+        }
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| anyhow::anyhow!("cannot create folder {}: {e}", parent.display()))?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| anyhow::anyhow!("{} is not a file path", path.display()))?;
+        let tmp = parent.join(format!(
+            ".{}.{}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let f = std::fs::File::create(&tmp)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        Ok(AtomicFile {
+            path: path.to_path_buf(),
+            tmp,
+            w: Some(std::io::BufWriter::new(f)),
+        })
     }
-    std::fs::create_dir_all(&parent)
-        .map_err(|e| anyhow::anyhow!("cannot create folder {}: {e}", parent.display()))?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow::anyhow!("{} is not a file path", path.display()))?;
-    let tmp = parent.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> anyhow::Result<()> {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        fill(&mut w)?;
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        Ok(std::fs::rename(&tmp, path)?)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::bail!("cannot write {}: {e:#}", path.display());
+
+    /// Syncs the bytes written and moves the file into place.
+    pub fn commit(mut self) -> anyhow::Result<()> {
+        let w = self.w.take().expect("an AtomicFile is committed once");
+        let done = (|| -> anyhow::Result<()> {
+            let f = w.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+            Ok(std::fs::rename(&self.tmp, &self.path)?)
+        })();
+        done.map_err(|e| {
+            let _ = std::fs::remove_file(&self.tmp);
+            anyhow::anyhow!("cannot write {}: {e:#}", self.path.display())
+        })
     }
-    Ok(())
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.w.as_mut().expect("not committed").write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.w.as_mut().expect("not committed").flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.w.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// Lines saying what aligning the two runs found: pairs compared on the common region of
