@@ -433,7 +433,8 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let h = plan.header().clone();
-    let inputs = a.parts.clone();
+    // Parts are not dumps: outputs may sit beside them (but never be one, checked above).
+    let inputs: Vec<PathBuf> = Vec::new();
     let mut junit = match (&cfg, &o.junit) {
         (Some(_), Some(p)) => Some(AtomicFile::create(p, &inputs)?),
         _ => None,

@@ -3,7 +3,9 @@
 # slurmd on this machine (one node, its CPUs), generates a 64-rank msprobe statistics dump from
 # the real llama runs (rank 17 of the candidate is the SiLU fault run), submits
 # scripts/slurm/submit.sh (a job array of shards, then a merge job with afterok), waits, and
-# checks the merged report is byte for byte the single-process report. Always stops its
+# checks the merged report is byte for byte the single-process report; then the nightly form
+# (check shards, `merge --check` writing JUnit, Markdown, history and HTML) against a
+# single-process `check` of the same dumps, timestamps aside. Always stops its
 # daemons. Installs slurm-wlm, munge and jq with apt-get when missing (needs root).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -123,3 +125,33 @@ first=$(jq -c '.summary.first_ranks' "$work/out/report.json")
 [ "$first" = "[$BAD]" ] || { echo "first divergent ranks $first, expected [$BAD]" >&2; exit 1; }
 grep -q "merged $SHARDS part(s)" "$work/out/merge.log"
 echo "slurm: $SHARDS shards over $RANKS ranks merged; identical to the single-process report; first: rank $BAD"
+
+wait_for() {
+    for _ in $(seq 600); do
+        [ -z "$(squeue -h -j "$1" 2>/dev/null)" ] && return 0
+        sleep 0.5
+    done
+    echo "jobs $1 still queued after 5 minutes" >&2
+    squeue >&2
+    return 1
+}
+# The nightly job: check shards, then merge --check; exit 1 (the regression) from the merge.
+outputs() { echo "--junit $1/junit.xml --markdown $1/summary.md --history $1/history.jsonl --html $1/ranks.html --run-id nightly --report-url R"; }
+mkdir -p "$work/one"
+code=0
+# shellcheck disable=SC2046
+"$DRIFTSCOPE" check "$work/ref" "$work/dev" --json "$work/one/report.json" $(outputs "$work/one") >"$work/one/out.txt" || code=$?
+[ "$code" -eq 1 ] || { echo "single-process check exited $code, expected 1 (regression)" >&2; exit 1; }
+read -r _ array _ merge < <(DRIFTSCOPE_COMMAND=check MERGE_OPTIONS="--check $(outputs "$work/nightly")" \
+    scripts/slurm/submit.sh "$work/ref" "$work/dev" "$work/nightly" "$SHARDS")
+wait_for "$array,$merge"
+cmp "$work/one/report.json" "$work/nightly/report.json" || { echo "merged check report differs" >&2; cat "$work/nightly/merge.log" >&2; exit 1; }
+untimed() { sed -E 's/(timestamp="|"date":")[^"]*"/\1T"/g' "$1"; }
+for f in junit.xml summary.md history.jsonl ranks.html; do
+    diff <(untimed "$work/one/$f") <(untimed "$work/nightly/$f") >/dev/null || {
+        echo "merged $f differs from the single-process check's" >&2
+        exit 1
+    }
+done
+grep -q "FAIL: $RANKS rank(s) checked, 1 failing" "$work/nightly/merge.log" || { cat "$work/nightly/merge.log" >&2; exit 1; }
+echo "slurm: nightly check over $SHARDS shards: JUnit, Markdown, history and HTML identical to one process"
