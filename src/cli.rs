@@ -108,6 +108,10 @@ pub struct PartArgs {
     /// Write this shard's part file here, for `driftscope merge`.
     #[arg(long, value_name = "PART.json")]
     pub part: Option<PathBuf>,
+    /// The run has ranks 0..N-1 on both sides, of which this machine holds some (node-local
+    /// disks): compare the ranks found here (or --ranks/--shard of 0..N-1, all held here).
+    #[arg(long, value_name = "N", requires = "part", value_parser = clap::value_parser!(u32).range(1..))]
+    pub world_size: Option<u32>,
 }
 
 /// msprobe's mapping options: how device names that differ pair with reference names.

@@ -24,7 +24,7 @@ use std::process::ExitCode;
 pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     let o = options::of_dumps(&a.dumps)?;
     let (r, d) = (&a.dumps.reference, &a.dumps.candidate);
-    if session::is_multi_rank(r, d, &o) {
+    if a.parts.world_size.is_some() || session::is_multi_rank(r, d, &o) {
         let sel = options::rank_selection(&a.parts)?;
         let opened = |_, s: &Session| note(&o, &s.remap, &s.candidate);
         let run = session::compare_ranks(r, d, &o, &sel, &opened)?;
@@ -76,7 +76,7 @@ fn compare_ranks(a: &CompareArgs, m: &MultiRank) -> anyhow::Result<ExitCode> {
 pub fn bisect(a: BisectArgs) -> anyhow::Result<ExitCode> {
     let o = options::of_dumps(&a.dumps)?;
     let (r, d) = (&a.dumps.reference, &a.dumps.candidate);
-    if session::is_multi_rank(r, d, &o) {
+    if a.parts.world_size.is_some() || session::is_multi_rank(r, d, &o) {
         let (base, sel) = (a.baseline.as_deref(), options::rank_selection(&a.parts)?);
         let opened = |_, s: &Session| note(&o, &s.remap, &s.candidate);
         let run = session::bisect_ranks(r, d, base, &o, a.exhaustive, &sel, &opened)?;
@@ -151,7 +151,7 @@ pub fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let cfg = load_config(a.out.config.as_deref())?.compile()?;
     let o = options::of_dumps(&a.dumps)?;
     let (r, d) = (&a.dumps.reference, &a.dumps.candidate);
-    if session::is_multi_rank(r, d, &o) {
+    if a.parts.world_size.is_some() || session::is_multi_rank(r, d, &o) {
         return check_ranks(&a, &cfg, &o);
     }
     refuse_rank_options(&a.parts)?;

@@ -38,12 +38,13 @@ pub fn rank_selection(a: &PartArgs) -> anyhow::Result<RankSelection> {
             .shard
             .map(|s| s.resolve(|k| std::env::var(k).ok()))
             .transpose()?,
+        world_size: a.world_size,
     })
 }
 
-/// `--ranks`, `--shard` or `--part` given: they apply to multi-rank runs only.
+/// `--ranks`, `--shard`, `--part` or `--world-size` given: they apply to multi-rank runs only.
 pub fn wants_ranks(a: &PartArgs) -> bool {
-    a.ranks.is_some() || a.shard.is_some() || a.part.is_some()
+    a.ranks.is_some() || a.shard.is_some() || a.part.is_some() || a.world_size.is_some()
 }
 
 fn open(a: &ReadArgs) -> OpenOptions {

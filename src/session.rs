@@ -374,6 +374,9 @@ pub struct RankSelection {
     pub ranks: Option<Vec<u32>>,
     /// Shard I of N of the (listed) ranks.
     pub shard: Option<Shard>,
+    /// The run has ranks `0..N` on both sides, of which this machine holds some (node-local
+    /// disks); without `ranks` and `shard`, the ranks found here are compared.
+    pub world_size: Option<u32>,
 }
 
 /// A multi-rank comparison of the selected ranks, with what a part file for `merge` records.
@@ -521,8 +524,15 @@ fn rank_run<F>(
 where
     F: Fn(u32, &Path, &Path) -> anyhow::Result<(Comparison, Vec<String>)> + Sync,
 {
-    let plan = RankPlan::of(reference, candidate)?;
-    let covered = shard::selection(&plan.all(), sel.ranks.as_deref(), sel.shard)?;
+    let plan = match sel.world_size {
+        Some(n) => RankPlan::local(reference, candidate, n)?,
+        None => RankPlan::of(reference, candidate)?,
+    };
+    let covered = match (sel.world_size, &sel.ranks, sel.shard) {
+        (Some(_), None, None) => plan.local_ranks(),
+        _ => shard::selection(&plan.all(), sel.ranks.as_deref(), sel.shard)?,
+    };
+    plan.require_local(&covered)?;
     let result = plan.compare(&covered, each)?;
     let mut fingerprint = o.fingerprint()?;
     fingerprint.extend(job.extra.into_iter().map(|(k, v)| (k.to_string(), v)));

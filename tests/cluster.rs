@@ -533,3 +533,98 @@ fn a_clean_multi_rank_run_passes_its_check() {
     assert_eq!(code, 2);
     assert!(err.contains("multi-rank check takes no baseline"), "{err}");
 }
+
+/// Node-local disks: each node holds only its ranks' folders. With `--world-size` each node
+/// compares what it holds, and the parts merge into the whole run's report.
+#[test]
+fn node_local_shards_merge_to_the_whole_run_with_world_size() {
+    let t = fixture();
+    let dir = t.path();
+    let (code, _, err) = run(
+        &["compare", "ref", "dev", "--json", "single.json"],
+        &[],
+        dir,
+    );
+    assert_eq!(code, 0, "{err}");
+    let nodes: [(&str, &[u32]); 3] = [("node0", &[0, 1]), ("node1", &[2]), ("node2", &[3])];
+    for (node, ranks) in nodes {
+        for side in ["ref", "dev"] {
+            for k in ranks {
+                let rel = format!("{side}/step0/rank{k}");
+                copy_dir(&dir.join(&rel), &dir.join(node).join(&rel));
+            }
+        }
+        let part = format!("../out/part-{node}.json");
+        let (code, _, err) = run(
+            &[
+                "compare",
+                "ref",
+                "dev",
+                "--world-size",
+                "4",
+                "--part",
+                &part,
+            ],
+            &[],
+            &dir.join(node),
+        );
+        assert_eq!(code, 0, "{node}: {err}");
+    }
+    let mut m = vec!["merge", "-o", "merged.json"];
+    let p = parts(dir);
+    m.extend(p.iter().map(String::as_str));
+    let (code, _, err) = run(&m, &[], dir);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read(dir.join("merged.json")).unwrap(),
+        std::fs::read(dir.join("single.json")).unwrap()
+    );
+    // A rank another node holds is not this node's to compare, nor a missing rank.
+    let (code, _, err) = run(
+        &[
+            "compare",
+            "ref",
+            "dev",
+            "--world-size",
+            "4",
+            "--ranks",
+            "1-2",
+            "--part",
+            "p.json",
+        ],
+        &[],
+        &dir.join("node0"),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("rank(s) 2 have no folder under the reference root"),
+        "{err}"
+    );
+    // A folder beyond the declared size.
+    let (code, _, err) = run(
+        &[
+            "compare",
+            "ref",
+            "dev",
+            "--world-size",
+            "2",
+            "--part",
+            "p.json",
+        ],
+        &[],
+        &dir.join("node1"),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("beyond --world-size 2"), "{err}");
+    // Without node1's part the merge names its rank.
+    std::fs::remove_file(dir.join("out/part-node1.json")).unwrap();
+    let mut m = vec!["merge", "-o", "merged2.json"];
+    let p = parts(dir);
+    m.extend(p.iter().map(String::as_str));
+    let (code, _, err) = run(&m, &[], dir);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no part covers rank(s) 2 (1 of 4 ranks)"),
+        "{err}"
+    );
+}

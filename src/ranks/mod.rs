@@ -20,11 +20,17 @@ use std::path::{Path, PathBuf};
 /// side under one parent (so `step0/rank0`, `step0/rank1`, but not two steps). `None` for
 /// anything else (a single dump, or an ambiguous layout that `msprobe::open` reports).
 pub fn find_ranks(path: &Path) -> Option<BTreeMap<u32, PathBuf>> {
+    find_rank_folders(path, 2)
+}
+
+/// [`find_ranks`] with at least `min` rank folders: 1 where the run is known to be multi-rank
+/// (`--world-size`: a node may hold one rank of it).
+pub fn find_rank_folders(path: &Path, min: usize) -> Option<BTreeMap<u32, PathBuf>> {
     if !path.is_dir() || path.join("dump.json").is_file() {
         return None;
     }
     let jsons = find_dump_jsons(path, 4);
-    if jsons.len() < 2 {
+    if jsons.len() < min.max(1) {
         return None;
     }
     let mut out = BTreeMap::new();
@@ -51,7 +57,7 @@ pub fn find_ranks(path: &Path) -> Option<BTreeMap<u32, PathBuf>> {
 
 /// The folder of rank `rank` below the multi-rank root `root`.
 pub fn rank_dir(root: &Path, rank: u32) -> anyhow::Result<PathBuf> {
-    let ranks = find_ranks(root).ok_or_else(|| {
+    let ranks = find_rank_folders(root, 1).ok_or_else(|| {
         anyhow::anyhow!(
             "{} is not a multi-rank dump (rankN folders)",
             root.display()
@@ -175,6 +181,9 @@ pub struct RankPlan {
     pub reference: BTreeMap<u32, PathBuf>,
     /// Candidate rank folders, by rank id.
     pub candidate: BTreeMap<u32, PathBuf>,
+    /// The run's size when declared (`--world-size`): ranks `0..N` on both sides, of which
+    /// this machine holds those in `reference` and `candidate` (node-local disks).
+    pub world_size: Option<u32>,
 }
 
 impl RankPlan {
@@ -194,11 +203,65 @@ impl RankPlan {
             candidate_root: candidate.to_path_buf(),
             reference: side(reference, "reference")?,
             candidate: side(candidate, "candidate")?,
+            world_size: None,
         })
+    }
+
+    /// This machine's share of a run of `world_size` ranks on each side: the `rankN` folders
+    /// under the two roots (one or more), each below `world_size`.
+    pub fn local(reference: &Path, candidate: &Path, world_size: u32) -> anyhow::Result<RankPlan> {
+        let side = |p: &Path, what: &str| -> anyhow::Result<BTreeMap<u32, PathBuf>> {
+            let found = find_rank_folders(p, 1).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{what} {} holds no rankN folder with a dump.json on this machine",
+                    p.display()
+                )
+            })?;
+            if let Some((k, dir)) = found.iter().find(|(k, _)| **k >= world_size) {
+                anyhow::bail!(
+                    "{} is rank {k}, beyond --world-size {world_size} (ranks 0-{})",
+                    dir.display(),
+                    world_size.saturating_sub(1)
+                );
+            }
+            Ok(found)
+        };
+        Ok(RankPlan {
+            reference_root: reference.to_path_buf(),
+            candidate_root: candidate.to_path_buf(),
+            reference: side(reference, "reference")?,
+            candidate: side(candidate, "candidate")?,
+            world_size: Some(world_size),
+        })
+    }
+
+    /// Ranks of the reference side of the run (`0..N` when the size was declared).
+    pub fn reference_ranks(&self) -> Vec<u32> {
+        match self.world_size {
+            Some(n) => (0..n).collect(),
+            None => self.reference.keys().copied().collect(),
+        }
+    }
+
+    /// Ranks of the candidate side of the run.
+    pub fn candidate_ranks(&self) -> Vec<u32> {
+        match self.world_size {
+            Some(n) => (0..n).collect(),
+            None => self.candidate.keys().copied().collect(),
+        }
     }
 
     /// Every rank of the run (on either side), ascending.
     pub fn all(&self) -> Vec<u32> {
+        let mut v = self.reference_ranks();
+        v.extend(self.candidate_ranks());
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// The ranks whose folders this machine holds (on either side), ascending.
+    pub fn local_ranks(&self) -> Vec<u32> {
         let mut v: Vec<u32> = self
             .reference
             .keys()
@@ -208,6 +271,34 @@ impl RankPlan {
         v.sort_unstable();
         v.dedup();
         v
+    }
+
+    /// With a declared size, every rank of `ranks` must be here on both sides: a rank this
+    /// machine does not hold is another machine's to compare, not a missing rank.
+    pub fn require_local(&self, ranks: &[u32]) -> anyhow::Result<()> {
+        if self.world_size.is_none() {
+            return Ok(());
+        }
+        for (what, root, side) in [
+            ("reference", &self.reference_root, &self.reference),
+            ("candidate", &self.candidate_root, &self.candidate),
+        ] {
+            let absent: Vec<u32> = ranks
+                .iter()
+                .filter(|k| !side.contains_key(k))
+                .copied()
+                .collect();
+            if !absent.is_empty() {
+                anyhow::bail!(
+                    "rank(s) {} have no folder under the {what} root {} on this machine: with \
+                     --world-size, compare each rank where its folders are (--ranks, or no \
+                     --ranks/--shard for the ranks found here)",
+                    crate::shard::fmt_ranks(&absent),
+                    root.display()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Runs `each(rank, ref_dir, dev_dir)` (a comparison and its fused reference tensors) on
