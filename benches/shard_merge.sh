@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Shard + merge at scale (docs/performance.md, "Sharded runs"): RANKS ranks of ENTRIES msprobe
 # statistics entries each, compared in SHARDS shards one after the other (as SHARDS nodes would
-# run them at once), merged, and compared once in a single process; wall time and peak RSS of
+# run them at once), merged (plain, and with --check writing JUnit, Markdown, history and HTML),
+# and compared once in a single process; wall time and peak RSS of
 # each step, and a check that the merged report equals the single-process one.
 #   RANKS=1024 ENTRIES=1000 SHARDS=8 benches/shard_merge.sh
 set -euo pipefail
@@ -26,5 +27,9 @@ for i in $(seq 0 $((SHARDS - 1))); do
 done
 du -sh "$d/parts" | sed 's/^/parts on disk: /'
 measure "merge" "$bin" merge "$d"/parts/part-*.json -o "$d/merged.json"
+# The nightly form: the merge judges every rank and writes the CI files (exit 1: a regression).
+measure "merge --check (all outputs)" bash -c '"$0" merge "$1"/parts/part-*.json -o "$1/checked.json" \
+    --check --junit "$1/junit.xml" --markdown "$1/summary.md" --history "$1/h.jsonl" \
+    --html "$1/ranks.html"; [ $? -le 1 ]' "$bin" "$d"
 measure "compare (one process)" "$bin" compare "$d/ref" "$d/dev" --json "$d/single.json" --only-failing
 cmp "$d/single.json" "$d/merged.json" && echo "merged report == single-process report ($(du -h "$d/merged.json" | cut -f1))"
