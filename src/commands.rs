@@ -38,7 +38,7 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     print_fused(&s.remap);
     let inputs = inputs(&a.dumps);
     if let Some(p) = &a.json {
-        report::write_atomic(p, &report::json::Json.serialize(&c)?, &inputs)?;
+        report::write_atomic_with(p, &inputs, |w| report::json::Json.write(&c, w))?;
     }
     if let Some(p) = &a.csv {
         report::write_atomic(p, &report::csv::Csv.serialize(&c)?, &inputs)?;
@@ -54,7 +54,7 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
 fn compare_ranks(a: &CompareArgs, m: &MultiRank) -> anyhow::Result<ExitCode> {
     let inputs = inputs(&a.dumps);
     if let Some(p) = &a.json {
-        report::write_atomic(p, &serde_json::to_vec_pretty(m)?, &inputs)?;
+        report::write_atomic_with(p, &inputs, |w| Ok(serde_json::to_writer_pretty(w, m)?))?;
     }
     for r in &m.ranks {
         if let Some(p) = &a.csv {
@@ -98,8 +98,7 @@ pub fn bisect(a: BisectArgs) -> anyhow::Result<ExitCode> {
         s.replay_suspects(&mut c)?;
     }
     if let Some(p) = &a.json {
-        let bytes = report::json::Json.serialize(&c)?;
-        report::write_atomic(p, &bytes, &inputs(&a.dumps))?;
+        report::write_atomic_with(p, &inputs(&a.dumps), |w| report::json::Json.write(&c, w))?;
     }
     print!("{}", report::bisect_text(&c, color(a.no_color)));
     if let Some(rep) = &c.replay {
@@ -113,7 +112,9 @@ pub fn bisect(a: BisectArgs) -> anyhow::Result<ExitCode> {
 
 fn bisect_ranks(a: &BisectArgs, m: &MultiRank) -> anyhow::Result<ExitCode> {
     if let Some(p) = &a.json {
-        report::write_atomic(p, &serde_json::to_vec_pretty(m)?, &inputs(&a.dumps))?;
+        report::write_atomic_with(p, &inputs(&a.dumps), |w| {
+            Ok(serde_json::to_writer_pretty(w, m)?)
+        })?;
     }
     for r in &m.ranks {
         println!("== rank {} ==", r.rank);
@@ -344,7 +345,7 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<ExitCode> {
 /// `--part`: this shard's part file, for `driftscope merge`.
 fn write_part(p: &PartArgs, run: &session::RankRun, d: &DumpArgs) -> anyhow::Result<()> {
     if let Some(path) = &p.part {
-        report::write_atomic(path, &run.part_bytes()?, &inputs(d))?;
+        report::write_atomic_with(path, &inputs(d), |w| run.write_part(w))?;
     }
     Ok(())
 }
