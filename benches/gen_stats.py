@@ -158,8 +158,7 @@ entry = 0
 faulty = False  # the candidate carries the fault from here on
 for name, rec in calls():
     ts = len(tensors_of(rec))
-    n_in = len([t for v in rec.get("input_args", rec.get("input", [])) for t in [v]
-                if isinstance(t, dict) and t.get("type") == "torch.Tensor"])
+    n_in = len(tensors_of({"in": rec.get("input_args", rec.get("input", []))}))
     fault_here = (not faulty and entry >= fault_at and name.startswith("Functional.silu.")
                   and name.endswith(".forward"))
     if fault_here:
