@@ -39,7 +39,7 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     print_fused(&s.remap);
     let inputs = inputs(&a.dumps);
     if let Some(p) = &a.json {
-        report::write_atomic(p, &report::json::Json.serialize(&c)?, &inputs)?;
+        report::write_atomic_with(p, &inputs, |w| report::json::Json.write(&c, w))?;
     }
     if let Some(p) = &a.csv {
         report::write_atomic(p, &report::csv::Csv.serialize(&c)?, &inputs)?;
@@ -55,7 +55,7 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
 fn compare_ranks(a: &CompareArgs, m: &MultiRank) -> anyhow::Result<ExitCode> {
     let inputs = inputs(&a.dumps);
     if let Some(p) = &a.json {
-        report::write_atomic(p, &serde_json::to_vec_pretty(m)?, &inputs)?;
+        report::write_atomic_with(p, &inputs, |w| Ok(serde_json::to_writer_pretty(w, m)?))?;
     }
     for r in &m.ranks {
         if let Some(p) = &a.csv {
@@ -99,8 +99,7 @@ pub fn bisect(a: BisectArgs) -> anyhow::Result<ExitCode> {
         s.replay_suspects(&mut c)?;
     }
     if let Some(p) = &a.json {
-        let bytes = report::json::Json.serialize(&c)?;
-        report::write_atomic(p, &bytes, &inputs(&a.dumps))?;
+        report::write_atomic_with(p, &inputs(&a.dumps), |w| report::json::Json.write(&c, w))?;
     }
     print!("{}", report::bisect_text(&c, color(a.no_color)));
     if let Some(rep) = &c.replay {
@@ -114,7 +113,9 @@ pub fn bisect(a: BisectArgs) -> anyhow::Result<ExitCode> {
 
 fn bisect_ranks(a: &BisectArgs, m: &MultiRank) -> anyhow::Result<ExitCode> {
     if let Some(p) = &a.json {
-        report::write_atomic(p, &serde_json::to_vec_pretty(m)?, &inputs(&a.dumps))?;
+        report::write_atomic_with(p, &inputs(&a.dumps), |w| {
+            Ok(serde_json::to_writer_pretty(w, m)?)
+        })?;
     }
     for r in &m.ranks {
         println!("== rank {} ==", r.rank);
@@ -207,7 +208,8 @@ fn check_ranks(a: &CheckArgs, cfg: &Compiled, o: &Options) -> anyhow::Result<Exi
     write_part(&a.parts, &run, &a.dumps)?;
     let inputs = inputs(&a.dumps);
     if let Some(p) = &a.json {
-        report::write_atomic(p, &serde_json::to_vec_pretty(&run.result)?, &inputs)?;
+        let m = &run.result;
+        report::write_atomic_with(p, &inputs, |w| Ok(serde_json::to_writer_pretty(w, m)?))?;
     }
     let m = &run.result;
     if !(m.missing_ranks_reference.is_empty() && m.missing_ranks_candidate.is_empty()) {
@@ -449,13 +451,12 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut json = AtomicFile::create(&a.output, &inputs)?;
-    let merged = plan.write(&mut json, &mut |rank, body| {
-        if let Some(v) = verdicts.as_mut() {
-            let r: RankReport = serde_json::from_slice(body)?;
-            v.add(rank, &r.report)?;
-        }
-        Ok(())
-    });
+    let mut judge = |rank: u32, r: &RankReport| match verdicts.as_mut() {
+        Some(v) => v.add(rank, &r.report),
+        None => Ok(()),
+    };
+    let each: Option<&mut shard::Each> = if a.check { Some(&mut judge) } else { None };
+    let merged = plan.write(&mut json, each);
     let m = merged.map_err(|e| e.context(format!("cannot write {}", a.output.display())))?;
     json.commit()?;
     println!("merged {} part(s) into {}", m.parts, a.output.display());
@@ -504,7 +505,7 @@ fn judgeable(h: &shard::PartHeader, cfg: &Compiled) -> anyhow::Result<()> {
 /// `--part`: this shard's part file, for `driftscope merge`.
 fn write_part(p: &PartArgs, run: &session::RankRun, d: &DumpArgs) -> anyhow::Result<()> {
     if let Some(path) = &p.part {
-        report::write_atomic(path, &run.part_bytes()?, &inputs(d))?;
+        report::write_atomic_with(path, &inputs(d), |w| run.write_part(w))?;
     }
     Ok(())
 }

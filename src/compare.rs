@@ -92,10 +92,10 @@ pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind)
                 if m.ref_zero_mismatch > 0 {
                     m.max_abs_at_ref_zero = Some(metrics::max_abs_at_ref_zero(&a, &b));
                 }
-                p.metrics = Some(m);
+                p.metrics = Some(Box::new(m));
             } else if let Some((m, pad)) = padding::measure(&a, &b) {
-                p.metrics = Some(m);
-                p.padding = Some(pad);
+                p.metrics = Some(Box::new(m));
+                p.padding = Some(Box::new(pad));
             } else {
                 p.status = Status::ShapeMismatch;
             }

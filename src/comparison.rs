@@ -107,7 +107,7 @@ pub struct PairReport {
     pub matched_by: MatchKind,
     /// Tensor metrics (status `compared`).
     #[serde(flatten)]
-    pub metrics: Option<Metrics>,
+    pub metrics: Option<Box<Metrics>>,
     /// Recorded-statistics differences (when both sides recorded statistics).
     pub stats_diff: Option<StatsDiff>,
     /// Statistics the reference dump recorded for this tensor (msprobe's `Max`, `Min`, ...).
@@ -121,7 +121,7 @@ pub struct PairReport {
     /// When one shape contains the other: the metrics are the common region's, and this
     /// describes the padding (docs/alignment.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub padding: Option<crate::align::padding::Padding>,
+    pub padding: Option<Box<crate::align::padding::Padding>>,
     /// Why the pair could not be compared.
     pub error: Option<String>,
     /// Noise-aware verdict (see `verdict`).

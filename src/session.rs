@@ -395,7 +395,7 @@ pub struct RankRun {
 impl RankRun {
     /// The part file of this shard: a header naming the whole run, its options and the ranks
     /// covered, then the rank reports (docs/cluster.md).
-    pub fn part_bytes(&self) -> anyhow::Result<Vec<u8>> {
+    pub fn write_part(&self, w: &mut dyn std::io::Write) -> anyhow::Result<()> {
         let h = PartHeader::new(
             self.command,
             self.fingerprint.clone(),
@@ -404,7 +404,7 @@ impl RankRun {
             self.shard,
             self.noise.clone(),
         );
-        shard::part_bytes(&h, &self.result)
+        shard::write_part(&h, &self.result, w)
     }
 }
 

@@ -14,7 +14,7 @@ use crate::verdict::NoiseOptions;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 /// Format tag on a part file's first line.
@@ -301,17 +301,20 @@ struct FirstMeta {
     role: Role,
 }
 
-/// The part file of `m`'s ranks: a header, then each rank's metadata and report.
-pub fn part_bytes(header: &PartHeader, m: &MultiRank) -> anyhow::Result<Vec<u8>> {
-    let mut out = serde_json::to_vec(header)?;
-    out.push(b'\n');
+/// Writes the part file of `m`'s ranks to `out`: a header, then each rank's metadata and
+/// report. A report is serialised twice, once to count its bytes for the metadata ahead of
+/// it, so that it is never held whole (a million-entry rank makes ~1.2 GB of JSON).
+pub fn write_part(header: &PartHeader, m: &MultiRank, out: &mut dyn Write) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *out, header)?;
+    out.write_all(b"\n")?;
     let mut ranks: Vec<&RankReport> = m.ranks.iter().collect();
     ranks.sort_by_key(|r| r.rank);
     for r in ranks {
-        let body = serde_json::to_vec_pretty(r)?;
+        let mut count = Counter(0);
+        serde_json::to_writer_pretty(&mut count, r)?;
         let meta = RankMeta {
             rank: r.rank,
-            bytes: body.len() as u64,
+            bytes: count.0,
             broken: r.is_broken(),
             first: RankDivergence::of(r).map(|d| FirstMeta {
                 place: d.place,
@@ -320,12 +323,25 @@ pub fn part_bytes(header: &PartHeader, m: &MultiRank) -> anyhow::Result<Vec<u8>>
                 role: d.role,
             }),
         };
-        out.extend(serde_json::to_vec(&meta)?);
-        out.push(b'\n');
-        out.extend(body);
-        out.push(b'\n');
+        serde_json::to_writer(&mut *out, &meta)?;
+        out.write_all(b"\n")?;
+        serde_json::to_writer_pretty(&mut *out, r)?;
+        out.write_all(b"\n")?;
     }
-    Ok(out)
+    Ok(())
+}
+
+/// A writer that only counts the bytes written to it.
+struct Counter(u64);
+
+impl Write for Counter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0 += b.len() as u64;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// What [`merge`] found besides the report it wrote.
@@ -542,11 +558,12 @@ impl MergePlan {
 
     /// Writes the multi-rank JSON report to `out`, exactly as `compare --json` (or `bisect
     /// --json`) on one machine writes it for the whole run, streaming the rank reports in rank
-    /// order and holding one at a time. `each` sees every rank's report (its JSON) as it goes.
+    /// order and holding one at a time. `each`, when given, sees every rank's report, read
+    /// whole, as it goes.
     pub fn write(
         mut self,
         out: &mut dyn Write,
-        each: &mut dyn FnMut(u32, &[u8]) -> anyhow::Result<()>,
+        mut each: Option<&mut Each>,
     ) -> anyhow::Result<Merged> {
         // How many ranks each part still has to give: its reader closes after the last.
         let mut left: Vec<usize> = vec![0; self.parts.len()];
@@ -575,7 +592,7 @@ impl MergePlan {
                     &mut |chunk: &[u8]| -> std::io::Result<()> { out.write_all(chunk) },
                     n == 0,
                 )),
-                each,
+                each.as_deref_mut(),
             )?;
             if meta.broken {
                 broken.push(*k);
@@ -630,6 +647,9 @@ impl MergePlan {
     }
 }
 
+/// What sees each merged rank's report (read whole), e.g. to judge it.
+pub type Each<'a> = dyn FnMut(u32, &RankReport) -> anyhow::Result<()> + 'a;
+
 /// A sink for a rank report's bytes, and whether it is the first element of the list.
 type Sink<'a> = (u32, &'a mut dyn FnMut(&[u8]) -> std::io::Result<()>, bool);
 
@@ -640,7 +660,7 @@ fn read_rank(
     r: &mut BufReader<File>,
     path: &Path,
     sink: Option<Sink>,
-    each: &mut dyn FnMut(u32, &[u8]) -> anyhow::Result<()>,
+    each: Option<&mut Each>,
 ) -> anyhow::Result<RankMeta> {
     let want = sink.as_ref().map(|s| s.0);
     let bad =
@@ -660,39 +680,84 @@ fn read_rank(
             meta.rank
         )));
     }
-    let mut body = Vec::new();
-    r.take(meta.bytes + 1).read_to_end(&mut body)?;
-    if body.len() as u64 != meta.bytes + 1 || body.pop() != Some(b'\n') {
-        return Err(bad(format!(
-            "the report of rank {} is cut short",
-            meta.rank
-        )));
+    // The report is streamed, never held whole (a million-entry rank is ~1.2 GB of JSON).
+    let cut_short = || bad(format!("the report of rank {} is cut short", meta.rank));
+    let left = r.get_ref().metadata()?.len() - r.stream_position()?;
+    if left < meta.bytes + 1 {
+        return Err(cut_short());
     }
+    let body = (&mut *r).take(meta.bytes);
     if let Some((k, write, first)) = sink {
         #[derive(Deserialize)]
         struct RankOnly {
             rank: u32,
         }
-        let got: RankOnly = serde_json::from_slice(&body)
-            .map_err(|e| bad(format!("the report of rank {k} is not valid JSON: {e}")))?;
-        if got.rank != k {
-            return Err(bad(format!(
-                "the report under rank {k} is rank {}'s",
-                got.rank
-            )));
-        }
-        each(k, &body).map_err(|e| e.context(format!("{}: rank {k}", path.display())))?;
         let io = |e: std::io::Error| anyhow::anyhow!("writing the merged report: {e}");
         write(if first { b"\n    " } else { b",\n    " }).map_err(io)?;
-        // Pretty JSON has no newline inside strings: every line moves in by one level.
-        for (j, l) in body.split(|b| *b == b'\n').enumerate() {
-            if j > 0 {
-                write(b"\n    ").map_err(io)?;
-            }
-            write(l).map_err(io)?;
+        // Pretty JSON has no newline inside strings: every line moves in by one level. The
+        // bytes are checked to be JSON of rank `k` as they pass (a failure discards the
+        // merged report: it is written atomically).
+        let mut failed = None;
+        let tee = Tee {
+            inner: body,
+            write,
+            failed: &mut failed,
+        };
+        let reader = BufReader::new(tee);
+        // Read whole only for `each` (a merge that judges); else just its rank.
+        let got: Result<(u32, Option<RankReport>), _> = match each.is_some() {
+            true => serde_json::from_reader(reader).map(|r: RankReport| (r.rank, Some(r))),
+            false => serde_json::from_reader(reader).map(|r: RankOnly| (r.rank, None)),
+        };
+        if let Some(e) = failed {
+            return Err(io(e));
         }
+        let (rank, report) =
+            got.map_err(|e| bad(format!("the report of rank {k} is not valid JSON: {e}")))?;
+        if rank != k {
+            return Err(bad(format!("the report under rank {k} is rank {rank}'s")));
+        }
+        if let (Some(f), Some(report)) = (each, report) {
+            f(k, &report).map_err(|e| e.context(format!("{}: rank {k}", path.display())))?;
+        }
+    } else {
+        std::io::copy(&mut { body }, &mut std::io::sink())?;
+    }
+    let mut end = [0u8];
+    r.read_exact(&mut end).map_err(|_| cut_short())?;
+    if end != *b"\n" {
+        return Err(cut_short());
     }
     Ok(meta)
+}
+
+/// A reader that hands every byte it reads to `write` as well, each newline followed by one
+/// more level of indentation; the first write error is kept in `failed` (and ends the read).
+struct Tee<'a, R> {
+    inner: R,
+    write: &'a mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    failed: &'a mut Option<std::io::Error>,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut out = || -> std::io::Result<()> {
+            for (j, l) in buf[..n].split(|b| *b == b'\n').enumerate() {
+                if j > 0 {
+                    (self.write)(b"\n    ")?;
+                }
+                (self.write)(l)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = out() {
+            let kind = e.kind();
+            *self.failed = Some(e);
+            return Err(kind.into());
+        }
+        Ok(n)
+    }
 }
 
 /// A short digest of a file's bytes (FNV-1a, 64 bits), for the options fingerprint of files

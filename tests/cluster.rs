@@ -297,6 +297,40 @@ fn merged_shards_equal_one_machine_and_name_the_rank_that_fed_the_all_reduce() {
         "{err}"
     );
     assert!(!dir.join("merged.json").exists());
+
+    // A report edited in place (same length, no longer JSON) is refused as it streams into
+    // the merged report, and nothing of that report is left behind.
+    let (code, _, err) = run(
+        &[
+            "compare",
+            "ref",
+            "dev",
+            "--ranks",
+            "2-3",
+            "--part",
+            "out/part-1.json",
+        ],
+        &[],
+        dir,
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut b = std::fs::read(&p).unwrap();
+    let n = b.len();
+    assert_eq!(&b[n - 2..], b"}\n");
+    b[n - 2] = b']';
+    std::fs::write(&p, &b).unwrap();
+    let (code, _, err) = merge(&[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("part-1.json") && err.contains("rank 3 is not valid JSON"),
+        "{err}"
+    );
+    assert!(!dir.join("merged.json").exists());
+    assert!(std::fs::read_dir(dir).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".tmp")));
 }
 
 #[test]

@@ -89,6 +89,49 @@ fn statistics_task_compares_recorded_statistics_and_finds_the_fault() {
 }
 
 #[test]
+fn statistics_task_skips_the_replay_no_call_of_it_allows() {
+    // A statistics dump saved no tensor files: the own-error check reports 0 calls replayed
+    // without reading the records (a tree of the whole dump.json), as replaying each call
+    // would, and the fault is found as before.
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    rewrite("cpu_fp32", a.path(), "statistics", &|_, _| {});
+    rewrite(
+        "cuda_fp16_fault_silu_l1",
+        b.path(),
+        "statistics",
+        &|_, _| {},
+    );
+    let (r, d) = (open(a.path()), open(b.path()));
+    let c = driftscope::session::compare_dumps(
+        &r,
+        &d,
+        &CompareOptions::default(),
+        &driftscope::align::Remap::default(),
+        &|| {},
+    );
+    assert_eq!(c.analysis.replayed, Some(0));
+    assert_eq!(
+        c.analysis
+            .first_divergence
+            .as_ref()
+            .map(|f| f.name.as_str()),
+        Some("Functional.silu.1.forward"),
+        "{}",
+        c.analysis.summary
+    );
+    let (ds, rs) = (
+        driftscope::replay::Side::new(&d).unwrap(),
+        driftscope::replay::Side::new(&r).unwrap(),
+    );
+    let places = ds.places();
+    assert_eq!(places.len(), d.place_count());
+    for place in &places {
+        let rep = driftscope::replay::replay_call(&ds, Some(&rs), place);
+        assert!(!rep.replayed, "{place} was replayed");
+    }
+}
+
+#[test]
 fn statistics_task_keeps_clean_runs_within_noise() {
     for run in ["cuda_tf32", "cuda_fp16", "cuda_bf16", "cpu_fp32_rerun"] {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -324,19 +324,19 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
                 };
                 offset = end;
                 match (dtype, &logical) {
-                    (None, _) => Source::Absent(format!("unsupported CANN data type {dt}")),
-                    (_, None) => {
-                        Source::Absent(format!("format {fmt} without an original (logical) shape"))
-                    }
-                    _ => Source::Cann(s),
+                    (None, _) => Source::Absent(format!("unsupported CANN data type {dt}").into()),
+                    (_, None) => Source::Absent(
+                        format!("format {fmt} without an original (logical) shape").into(),
+                    ),
+                    _ => Source::Cann(Box::new(s)),
                 }
             } else {
                 match (dtype, &logical) {
-                    (Some(d), Some(l)) => Source::Mapped(
+                    (Some(d), Some(l)) => Source::Mapped(Box::new(
                         to_tensor(&file, fmt as i64, d, l, Bytes::Owned(inline.clone()))
                             .map_err(|e| e.with_entry(&name))?,
-                    ),
-                    _ => Source::Absent(format!("unsupported CANN data type {dt} or shape")),
+                    )),
+                    _ => Source::Absent(format!("unsupported CANN data type {dt} or shape").into()),
                 }
             };
             entries.push(Entry {

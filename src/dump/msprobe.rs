@@ -181,10 +181,13 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
         // A statistics or md5 task saves no tensors, whatever `data_name` says.
         for e in &mut head.entries {
             if matches!(e.source, Source::Pt(_) | Source::Npy(_)) {
-                e.source = Source::Absent(format!(
-                    "task `{}` saves no tensor files",
-                    head.task.as_deref().unwrap_or("")
-                ));
+                e.source = Source::Absent(
+                    format!(
+                        "task `{}` saves no tensor files",
+                        head.task.as_deref().unwrap_or("")
+                    )
+                    .into(),
+                );
             }
         }
     }

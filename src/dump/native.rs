@@ -96,7 +96,7 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
                 resolve_inside(&root, f, options.allow_symlinks)
                     .map_err(|x| x.with_entry(&e.name))?,
             ),
-            (None, Some(why)) => Source::Absent(why.clone()),
+            (None, Some(why)) => Source::Absent(why.clone().into()),
             (None, None) => Source::Absent("no file recorded".into()),
         };
         entries.push(Entry {

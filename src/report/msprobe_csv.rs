@@ -165,7 +165,7 @@ impl Exporter for MsprobeCsv {
         let shape = |s: &Option<Vec<usize>>| s.as_ref().map_or(NA.into(), |s| format!("{s:?}"));
         let dtype = |d: Option<crate::dump::DType>| d.map_or(NA.into(), |d| d.name().to_string());
         for p in &c.pairs {
-            let m = p.metrics.as_ref();
+            let m = p.metrics.as_deref();
             // msprobe computes nothing when NaN/Inf positions differ: the columns say N/A.
             let cmp = m.filter(|m| m.nonfinite_mismatch == 0);
             let stat_abs = if p.status == Status::Statistics {

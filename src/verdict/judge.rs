@@ -627,7 +627,7 @@ mod tests {
             dtype_dev: Some(dt),
             shape_ref: Some(a.shape.clone()),
             shape_dev: Some(b.shape.clone()),
-            metrics: Some(crate::metrics::measure(&a, &b)),
+            metrics: Some(Box::new(crate::metrics::measure(&a, &b))),
             ..PairReport::empty(&format!("{place}.{role}.{index}"), place, role)
         }
     }
@@ -884,8 +884,8 @@ mod tests {
             dtype_dev: Some(DType::Float32),
             shape_ref: Some(a.shape.clone()),
             shape_dev: Some(b.shape.clone()),
-            metrics: Some(m),
-            padding: Some(pad),
+            metrics: Some(Box::new(m)),
+            padding: Some(Box::new(pad)),
             ..PairReport::empty("S.input.0", "S", Role::Input)
         }
     }
