@@ -1,15 +1,18 @@
 //! The fast kernel for pairs whose dtypes are exact in f32 (f32, f16, bf16, mixed): elements
 //! are decoded to f32 (exact), widened to f64 in registers, and every metric is accumulated in
 //! f64 lanes (so the per-element values are bit-identical to the scalar f64 path; only the
-//! order of the sums differs, and the AVX2 loop's sums of squares use FMA). Histogram bins come
+//! order of the sums differs, and the AVX2 loops' sums of squares use FMA). Histogram bins come
 //! from exponent bits; the scalar code counts them in four interleaved u32 sub-histograms to
 //! avoid store-to-load stalls on a repeated bin, the AVX2 loop in one joint (abs bin, rel bin)
 //! histogram (one increment per element instead of two). A block that holds a NaN, an infinity
 //! or a value beyond the common range goes to the scalar path.
 //!
-//! Compiled twice: generic, and with AVX2/FMA/F16C enabled for CPUs that have them (runtime
-//! detection, no global `target-cpu`, so the binary still builds and runs on aarch64). No
-//! AVX-512 variant: its intrinsics need Rust 1.89 and the crate's `rust-version` is 1.85.
+//! Compiled twice: generic (aarch64 and CPUs without AVX2 run it), and with AVX2/FMA/F16C
+//! enabled for CPUs that have them (runtime detection, no global `target-cpu`). The AVX2 code
+//! makes two passes over each block of 1024 elements (in L1): side statistics with the clean
+//! check, then the error metrics (one loop for both kept a quarter of its instructions busy
+//! with register spills). No
+//! AVX-512 or NEON variant: nothing here could run or test one (docs/performance.md, Log 15).
 //! `tests` below checks both against the scalar path, count for count.
 
 use super::decode::decode_f32;
@@ -783,6 +786,42 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// A range of 69 blocks, as `measure` hands one chunk to the kernel, with NaN/Inf/`MAX`
+    /// blocks among clean ones.
+    #[test]
+    fn fast_path_matches_scalar_path_on_long_ranges() {
+        let n = 70_001;
+        let mut g = Rng(0x2545_f491_4f6c_dd1d);
+        for (rt, dt, max_exp) in [
+            (DType::Float32, DType::Float32, 60),
+            (DType::Float16, DType::Float16, 14),
+            (DType::Bfloat16, DType::Bfloat16, 60),
+            (DType::Float32, DType::Bfloat16, 60),
+            (DType::Float32, DType::Float16, 14),
+        ] {
+            let ctx = PairContext::new(rt, dt);
+            let special = |i: usize| (i / BLOCK) % 8 == 3;
+            let r: Vec<f32> = (0..n)
+                .map(|i| reference(&mut g, max_exp, special(i)))
+                .collect();
+            let rt_t = tensor(rt, &r);
+            let mut rr = vec![0f32; n];
+            decode_f32(rt, &rt_t.data[..], &mut rr);
+            let d: Vec<f32> = rr
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| {
+                    if special(i) && g.pick(50) == 0 {
+                        [f32::NAN, f32::INFINITY, -f32::MAX][g.pick(3) as usize]
+                    } else {
+                        candidate(&mut g, a, ctx.rtol, ctx.atol)
+                    }
+                })
+                .collect();
+            check(&rt_t, &tensor(dt, &d), &format!("n={n} {rt:?}/{dt:?}"));
         }
     }
 
