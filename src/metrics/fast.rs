@@ -10,9 +10,9 @@
 //! Compiled twice: generic (aarch64 and CPUs without AVX2 run it), and with AVX2/FMA/F16C
 //! enabled for CPUs that have them (runtime detection, no global `target-cpu`). The AVX2 code
 //! makes two passes over each block of 1024 elements (in L1): side statistics with the clean
-//! check, then the error metrics (one loop for both kept a quarter of its instructions busy
-//! with register spills). No
-//! AVX-512 or NEON variant: nothing here could run or test one (docs/performance.md, Log 15).
+//! check, then the error metrics (in one loop for both, a third of the instructions went to
+//! spilled registers). No AVX-512 or NEON variant: nothing here could run or test one
+//! (docs/performance.md, Log 15).
 //! `tests` below checks both against the scalar path, count for count.
 
 use super::decode::decode_f32;
