@@ -293,7 +293,7 @@ impl RankPlan {
                     "rank(s) {} have no folder under the {what} root {} on this machine: with \
                      --world-size, compare each rank where its folders are (--ranks, or no \
                      --ranks/--shard for the ranks found here)",
-                    crate::shard::fmt_ranks(&absent),
+                    join(&absent),
                     root.display()
                 );
             }
