@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Seeds fuzz/corpus/<target>/ from reference_dumps/ (stdlib only; corpus dirs are gitignored).
+"""Adds seeds to fuzz/corpus/<target>/ from reference_dumps/ (stdlib only; the minimized corpora are kept in the repository, docs/robustness.md).
 
 Real files where the repository has them (.pt, .npy, .safetensors, dump.json); derived ones
 where it has none (.npz built from real .npy files, stored and deflated; a native manifest;
