@@ -427,11 +427,8 @@ pub fn compare_ranks(
             extra: vec![],
             noise: o.compare.noise.clone(),
         },
-        |k, rp, dp| {
-            let s = Session::open(rp, dp, &rank_options(o, k)?)?;
-            opened(k, &s);
-            Ok((s.compare(&|| {}), s.remap.fused))
-        },
+        opened,
+        |_, s| Ok((s.compare(&|| {}), s.remap.fused)),
     )
 }
 
@@ -459,9 +456,8 @@ pub fn bisect_ranks(
             extra,
             noise: o.compare.noise.clone(),
         },
-        |k, rp, dp| {
-            let s = Session::open(rp, dp, &rank_options(o, k)?)?;
-            opened(k, &s);
+        opened,
+        |k, s| {
             let base = match baseline {
                 Some(b) => {
                     let dir = ranks::rank_dir(b, k).map_err(|e| e.context("--baseline"))?;
@@ -495,9 +491,8 @@ pub fn check_ranks(
             extra: vec![],
             noise: cfg.noise_options(o.compare.noise.fp32_matmul),
         },
-        |k, rp, dp| {
-            let s = Session::open(rp, dp, &rank_options(o, k)?)?;
-            opened(k, &s);
+        opened,
+        |_, s| {
             let (c, _) = nightly_compare(&s, cfg, &|| {})?;
             Ok((c, s.remap.fused))
         },
@@ -519,10 +514,11 @@ fn rank_run<F>(
     o: &Options,
     sel: &RankSelection,
     job: RankJob,
+    opened: &(dyn Fn(u32, &Session) + Sync),
     each: F,
 ) -> anyhow::Result<RankRun>
 where
-    F: Fn(u32, &Path, &Path) -> anyhow::Result<(Comparison, Vec<String>)> + Sync,
+    F: Fn(u32, Session) -> anyhow::Result<(Comparison, Vec<String>)> + Sync,
 {
     let plan = match sel.world_size {
         Some(n) => RankPlan::local(reference, candidate, n)?,
@@ -533,7 +529,12 @@ where
         _ => shard::selection(&plan.all(), sel.ranks.as_deref(), sel.shard)?,
     };
     plan.require_local(&covered)?;
-    let result = plan.compare(&covered, each)?;
+    // Each rank's session is opened here (`--noise` narrowed to the rank) and shown to `opened`.
+    let result = plan.compare(&covered, |k, rp, dp| {
+        let s = Session::open(rp, dp, &rank_options(o, k)?)?;
+        opened(k, &s);
+        each(k, s)
+    })?;
     let mut fingerprint = o.fingerprint()?;
     fingerprint.extend(job.extra.into_iter().map(|(k, v)| (k.to_string(), v)));
     Ok(RankRun {
