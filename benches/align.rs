@@ -20,18 +20,20 @@ fn stream(calls: &[(&str, usize)]) -> Vec<Entry> {
         *k += 1;
         for role in ["input", "output"] {
             out.push(Entry {
-                name: format!("{place}.{role}.0"),
-                place: place.clone(),
+                name: format!("{place}.{role}.0").into(),
+                place: place.as_str().into(),
                 role: driftscope::dump::Role::from_key(role),
                 index: "0".into(),
                 order,
                 op_type: Some(api.into()),
                 dtype: Some(DType::Float16),
-                shape: Some(vec![1, w]),
-                stats: Some(RecordedStats {
-                    norm: Some((order * 2 + w) as f64),
-                    ..Default::default()
-                }),
+                shape: Some(vec![1, w].into()),
+                stats: Some(RecordedStats::new(
+                    None,
+                    None,
+                    None,
+                    Some((order * 2 + w) as f64),
+                )),
                 checksum: None,
                 source: Source::Absent("bench".into()),
             });

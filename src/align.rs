@@ -78,13 +78,13 @@ pub fn align(reference: &Dump, candidate: &Dump) -> Alignment {
 pub fn align_entries(reference: &[Entry], candidate: &[Entry]) -> Alignment {
     let mut by_name: HashMap<&str, usize> = HashMap::with_capacity(candidate.len());
     for (i, e) in candidate.iter().enumerate() {
-        by_name.entry(e.name.as_str()).or_insert(i);
+        by_name.entry(&*e.name).or_insert(i);
     }
     let mut used = vec![false; candidate.len()];
     let mut found: Vec<Option<(usize, MatchKind)>> = reference
         .iter()
         .map(|e| {
-            by_name.get(e.name.as_str()).and_then(|&i| {
+            by_name.get(&*e.name).and_then(|&i| {
                 (!used[i]).then(|| {
                     used[i] = true;
                     (i, MatchKind::Exact)
@@ -283,7 +283,7 @@ fn places_of(entries: &[Entry]) -> Vec<&str> {
     let mut seen = std::collections::HashSet::new();
     entries
         .iter()
-        .map(|e| e.place.as_str())
+        .map(|e| &*e.place)
         .filter(|p| seen.insert(*p))
         .collect()
 }
@@ -304,7 +304,7 @@ fn remap_with(
     for e in reference {
         ref_norm
             .entry(normalize(&e.name))
-            .or_insert_with(|| e.name.clone());
+            .or_insert_with(|| e.name.to_string());
     }
     // msprobe's layer mapping decides every device place it scopes.
     let mut decided = std::collections::HashSet::new();
@@ -316,7 +316,7 @@ fn remap_with(
         let mut claimed = std::collections::HashSet::new();
         let mut unpaired = Vec::new();
         for (i, e) in candidate.iter_mut().enumerate() {
-            let Some(bench) = places.get(&e.place) else {
+            let Some(bench) = places.get(&*e.place) else {
                 continue;
             };
             decided.insert(i);
@@ -327,9 +327,9 @@ fn remap_with(
             match t {
                 Some(t) => {
                     by_layer += 1;
-                    if t != e.name {
-                        out.mapped.push((e.name.clone(), t.clone()));
-                        e.name = t;
+                    if *t != *e.name {
+                        out.mapped.push((e.name.to_string(), t.clone()));
+                        e.name = t.into();
                     }
                 }
                 None => unpaired.push(i),
@@ -339,8 +339,8 @@ fn remap_with(
             let e = &mut candidate[i];
             if ref_norm.contains_key(&normalize(&e.name)) {
                 let marked = format!("{}{UNPAIRED}", e.name);
-                out.unpaired.push((marked.clone(), e.name.clone()));
-                e.name = marked;
+                out.unpaired.push((marked.clone(), e.name.to_string()));
+                e.name = marked.into();
             }
         }
         let unused = layer::unused_rules(&rules, &used);
@@ -354,25 +354,24 @@ fn remap_with(
         }
     }
     let cand_names: std::collections::HashSet<String> =
-        candidate.iter().map(|e| e.name.clone()).collect();
+        candidate.iter().map(|e| e.name.to_string()).collect();
     let cand_norm: std::collections::HashSet<String> =
         candidate.iter().map(|e| normalize(&e.name)).collect();
     // Reference entries nobody pairs yet, by name and by normalised name.
     let mut free: HashMap<&str, usize> = HashMap::new();
     for (i, e) in reference.iter().enumerate() {
-        if !cand_names.contains(&e.name) && !cand_norm.contains(&normalize(&e.name)) {
-            free.entry(e.name.as_str()).or_insert(i);
+        if !cand_names.contains(&*e.name) && !cand_norm.contains(&normalize(&e.name)) {
+            free.entry(&*e.name).or_insert(i);
         }
     }
     let free_norm: HashMap<String, String> =
         free.keys().map(|n| (normalize(n), n.to_string())).collect();
-    let ref_names: std::collections::HashSet<&str> =
-        reference.iter().map(|e| e.name.as_str()).collect();
+    let ref_names: std::collections::HashSet<&str> = reference.iter().map(|e| &*e.name).collect();
     let open: Vec<usize> = (0..candidate.len())
         .filter(|&i| {
             let n = &candidate[i].name;
             !decided.contains(&i)
-                && !ref_names.contains(n.as_str())
+                && !ref_names.contains(&**n)
                 && !ref_norm.contains_key(&normalize(n))
         })
         .collect();
@@ -401,7 +400,7 @@ fn remap_with(
     let mut covered: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for i in &open {
         let e = &candidate[*i];
-        if let Some(places) = opts.fusion.get(&e.place) {
+        if let Some(places) = opts.fusion.get(&*e.place) {
             covered.extend(places.iter().map(String::as_str));
         }
     }
@@ -409,7 +408,7 @@ fn remap_with(
     let mut left = Vec::new();
     for i in open {
         let e = &candidate[i];
-        let fused_target = opts.fusion.get(&e.place).and_then(|places| {
+        let fused_target = opts.fusion.get(&*e.place).and_then(|places| {
             let boundary = if e.role == Role::Output {
                 places.last()
             } else {
@@ -449,8 +448,8 @@ fn remap_with(
                     2 => by_layer += 1,
                     _ => {}
                 }
-                out.mapped.push((e.name.clone(), t.clone()));
-                candidate[i].name = t;
+                out.mapped.push((e.name.to_string(), t.clone()));
+                candidate[i].name = t.into();
             }
             None => left.push(i),
         }
@@ -490,9 +489,9 @@ fn remap_with(
         let boundary: std::collections::HashSet<&str> =
             out.mapped.iter().map(|(_, r)| r.as_str()).collect();
         for e in reference {
-            if covered.contains(e.place.as_str()) && !boundary.contains(e.name.as_str()) {
-                free.remove(e.name.as_str());
-                out.fused.push(e.name.clone());
+            if covered.contains(&*e.place) && !boundary.contains(&*e.name) {
+                free.remove(&*e.name);
+                out.fused.push(e.name.to_string());
             }
         }
     }
@@ -516,7 +515,8 @@ fn remap_with(
                 .and_then(|q| q.pop_front())
             {
                 let t = reference[r].name.clone();
-                out.fuzzy.push((candidate[i].name.clone(), t.clone()));
+                out.fuzzy
+                    .push((candidate[i].name.to_string(), t.to_string()));
                 candidate[i].name = t;
             }
         }
@@ -702,7 +702,7 @@ mod tests {
 
     fn entry(place: &str, rest: &str) -> Entry {
         Entry {
-            name: format!("{place}.{rest}"),
+            name: format!("{place}.{rest}").into(),
             place: place.into(),
             role: Role::from_key(rest.split('.').next().unwrap()),
             index: "0".into(),
@@ -771,7 +771,7 @@ mod tests {
             [("network_with_loss".to_string(), "module".to_string())].into(),
         );
         let m = remap(&r, &mut d, &o);
-        let names: Vec<&str> = d.iter().map(|e| e.name.as_str()).collect();
+        let names: Vec<&str> = d.iter().map(|e| &*e.name).collect();
         assert_eq!(names[0], "Functional.linear.0.forward.output.0");
         assert_eq!(names[1], "Functional.silu.0.forward.output.0");
         assert_eq!(names[2], "Functional.linear.1.forward.output.0");
@@ -812,8 +812,8 @@ mod tests {
             ],
         );
         let m = remap(&r, &mut d, &o);
-        assert_eq!(d[0].name, "Functional.linear.0.forward.input.0");
-        assert_eq!(d[1].name, "Functional.gelu.0.forward.output.0");
+        assert_eq!(&*d[0].name, "Functional.linear.0.forward.input.0");
+        assert_eq!(&*d[1].name, "Functional.gelu.0.forward.output.0");
         assert_eq!(
             m.fused,
             vec![

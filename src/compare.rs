@@ -41,7 +41,7 @@ pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind)
         },
         recorded_ref: re.stats.filter(RecordedStats::any),
         recorded_dev: de.stats.filter(RecordedStats::any),
-        ..PairReport::empty(&re.name, &re.place, re.role)
+        ..PairReport::empty(re.name.clone(), re.place.clone(), re.role)
     };
     if let (Some(a), Some(b)) = (&re.shape, &de.shape) {
         if !shapes_compatible(a, b) && !padding::fits(a, b) {
@@ -85,8 +85,8 @@ pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind)
         Ok((a, b)) => {
             p.dtype_ref = Some(a.dtype);
             p.dtype_dev = Some(b.dtype);
-            p.shape_ref = Some(a.shape.clone());
-            p.shape_dev = Some(b.shape.clone());
+            p.shape_ref = Some(a.shape.as_slice().into());
+            p.shape_dev = Some(b.shape.as_slice().into());
             if shapes_compatible(&a.shape, &b.shape) {
                 let mut m = metrics::measure(&a, &b);
                 if m.ref_zero_mismatch > 0 {
@@ -145,16 +145,19 @@ pub fn compare(
             r
         })
         .collect();
+    // The alignment's pair list is done with: judging is the peak of a large run's memory.
+    drop(kept);
+    al.pairs = Vec::new();
     let unmatched_reference = al
         .unmatched_reference
         .iter()
-        .map(|&i| reference.entries[i].name.clone())
+        .map(|&i| reference.entries[i].name.to_string())
         .filter(|n| keep(n))
         .collect();
     let unmatched_candidate = al
         .unmatched_candidate
         .iter()
-        .map(|&i| candidate.entries[i].name.clone())
+        .map(|&i| candidate.entries[i].name.to_string())
         .filter(|n| keep(n))
         .collect();
     let mode = mode_of(reference, candidate);

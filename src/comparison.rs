@@ -7,11 +7,12 @@
 
 use crate::align::structure::ChangeKind;
 use crate::align::MatchKind;
-use crate::dump::{DType, Dump, Format, RecordedStats, Role, Task};
+use crate::dump::{DType, Dump, Format, OptionalQuad, RecordedStats, Role, Task};
 use crate::metrics::Metrics;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Version of the JSON report schema (docs/report-schema.md).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -33,23 +34,78 @@ pub enum Status {
 }
 
 /// Differences of recorded statistics (statistics task; also a free lower bound elsewhere).
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct StatsDiff {
-    /// |max_dev - max_ref|.
-    pub max_diff: Option<f64>,
-    /// |min_dev - min_ref|.
-    pub min_diff: Option<f64>,
-    /// |mean_dev - mean_ref|.
-    pub mean_diff: Option<f64>,
-    /// |norm_dev - norm_ref| / norm_ref: a lower bound of the relative L2 error.
-    pub norm_rel_diff: Option<f64>,
+/// JSON: `{"max_diff", "min_diff", "mean_diff", "norm_rel_diff"}`, null when absent.
+#[derive(Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(from = "DiffFields", into = "DiffFields")]
+pub struct StatsDiff(OptionalQuad);
+
+/// The JSON form of [`StatsDiff`].
+#[derive(Clone, Copy, Serialize, Deserialize)]
+struct DiffFields {
+    max_diff: Option<f64>,
+    min_diff: Option<f64>,
+    mean_diff: Option<f64>,
+    norm_rel_diff: Option<f64>,
+}
+
+impl From<DiffFields> for StatsDiff {
+    fn from(d: DiffFields) -> Self {
+        StatsDiff(OptionalQuad::new([
+            d.max_diff,
+            d.min_diff,
+            d.mean_diff,
+            d.norm_rel_diff,
+        ]))
+    }
+}
+
+impl From<StatsDiff> for DiffFields {
+    fn from(d: StatsDiff) -> Self {
+        DiffFields {
+            max_diff: d.max_diff(),
+            min_diff: d.min_diff(),
+            mean_diff: d.mean_diff(),
+            norm_rel_diff: d.norm_rel_diff(),
+        }
+    }
+}
+
+impl std::fmt::Debug for StatsDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatsDiff")
+            .field("max_diff", &self.max_diff())
+            .field("min_diff", &self.min_diff())
+            .field("mean_diff", &self.mean_diff())
+            .field("norm_rel_diff", &self.norm_rel_diff())
+            .finish()
+    }
 }
 
 impl StatsDiff {
+    /// |max_dev - max_ref|.
+    pub fn max_diff(&self) -> Option<f64> {
+        self.0.get(0)
+    }
+
+    /// |min_dev - min_ref|.
+    pub fn min_diff(&self) -> Option<f64> {
+        self.0.get(1)
+    }
+
+    /// |mean_dev - mean_ref|.
+    pub fn mean_diff(&self) -> Option<f64> {
+        self.0.get(2)
+    }
+
+    /// |norm_dev - norm_ref| / norm_ref: a lower bound of the relative L2 error.
+    pub fn norm_rel_diff(&self) -> Option<f64> {
+        self.0.get(3)
+    }
+
     /// The larger of |Δmax| and |Δmin|: a lower bound of the largest absolute error, the
     /// "max abs" of a statistics comparison.
     pub fn max_abs(&self) -> Option<f64> {
-        match (self.max_diff, self.min_diff) {
+        match (self.max_diff(), self.min_diff()) {
             (Some(a), Some(b)) => Some(if a.is_nan() || b.is_nan() {
                 f64::NAN
             } else {
@@ -62,16 +118,16 @@ impl StatsDiff {
     /// Differences of two recorded statistics.
     pub fn new(r: &RecordedStats, d: &RecordedStats) -> StatsDiff {
         let diff = |a: Option<f64>, b: Option<f64>| Some((b? - a?).abs());
-        StatsDiff {
-            max_diff: diff(r.max, d.max),
-            min_diff: diff(r.min, d.min),
-            mean_diff: diff(r.mean, d.mean),
-            norm_rel_diff: match (r.norm, d.norm) {
+        StatsDiff(OptionalQuad::new([
+            diff(r.max(), d.max()),
+            diff(r.min(), d.min()),
+            diff(r.mean(), d.mean()),
+            match (r.norm(), d.norm()) {
                 (Some(a), Some(b)) if a > 0.0 => Some((b - a).abs() / a),
                 (Some(a), Some(b)) if a == 0.0 && b == 0.0 => Some(0.0),
                 _ => None,
             },
-        }
+        ]))
     }
 }
 
@@ -79,28 +135,28 @@ impl StatsDiff {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PairReport {
     /// Tensor name (`Functional.silu.1.forward.output.0`, or a module path).
-    pub name: String,
+    pub name: Arc<str>,
     /// The candidate's own name for it, when it differs (normalised, mapped or fuzzy matches).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name_dev: Option<String>,
+    pub name_dev: Option<Arc<str>>,
     /// The call or module (`Functional.silu.1.forward`).
-    pub place: String,
+    pub place: Arc<str>,
     /// What the tensor is to its place.
     pub role: Role,
     /// Index within the role.
-    pub index: String,
+    pub index: Arc<str>,
     /// Execution order of the place in the reference.
     pub order: usize,
     /// Operator or module class.
-    pub op_type: Option<String>,
+    pub op_type: Option<Arc<str>>,
     /// Reference dtype.
     pub dtype_ref: Option<DType>,
     /// Candidate dtype.
     pub dtype_dev: Option<DType>,
     /// Reference shape.
-    pub shape_ref: Option<Vec<usize>>,
+    pub shape_ref: Option<Arc<[usize]>>,
     /// Candidate shape.
-    pub shape_dev: Option<Vec<usize>>,
+    pub shape_dev: Option<Arc<[usize]>>,
     /// What was compared.
     pub status: Status,
     /// How the names were matched.
@@ -135,11 +191,11 @@ pub struct PairReport {
 impl PairReport {
     /// A pair named `name` of `place` in `role`, compared exactly by name, with nothing
     /// measured yet.
-    pub fn empty(name: &str, place: &str, role: Role) -> PairReport {
+    pub fn empty(name: impl Into<Arc<str>>, place: impl Into<Arc<str>>, role: Role) -> PairReport {
         PairReport {
-            name: name.to_string(),
+            name: name.into(),
             name_dev: None,
-            place: place.to_string(),
+            place: place.into(),
             role,
             index: "0".into(),
             order: 0,
@@ -281,9 +337,9 @@ impl Comparison {
             )
             .collect();
         for p in &mut self.pairs {
-            if let Some(&(dev, kind)) = by_ref.get(p.name.as_str()) {
+            if let Some(&(dev, kind)) = by_ref.get(&*p.name) {
                 p.matched_by = kind;
-                p.name_dev = Some(dev.to_string());
+                p.name_dev = Some(dev.into());
             }
         }
         // Device tensors `--layer-mapping` left unpaired get their own names back.
@@ -306,7 +362,7 @@ impl Comparison {
         let (pairs, fused) = (&self.pairs, &m.fused);
         self.structure.drop_covered(|kind, place| match kind {
             ChangeKind::Missing => {
-                pairs.iter().any(|p| p.place == place) || fused.iter().any(|f| within(f, place))
+                pairs.iter().any(|p| &*p.place == place) || fused.iter().any(|f| within(f, place))
             }
             ChangeKind::Extra => pairs
                 .iter()
@@ -540,9 +596,9 @@ pub struct Divergence {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Ranked {
     /// Place name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Tensor with the largest error at the place.
-    pub tensor: String,
+    pub tensor: Arc<str>,
     /// Its relative L2 error.
     pub rel_l2_err: f64,
     /// Error it inherited.

@@ -110,7 +110,7 @@ impl Hierarchy {
         let mut entries: Vec<_> = dump.entries.iter().collect();
         entries.sort_by_key(|e| e.order);
         for e in entries {
-            if seen.insert(e.place.as_str()) {
+            if seen.insert(&*e.place) {
                 places.push(&e.place);
             }
         }

@@ -46,7 +46,7 @@ fn suspects(c: &Comparison) -> Vec<String> {
             })
             .reduce(f64::max);
         if let Some(r) = growth {
-            ranked.push((r, p0.order, p0.place.clone()));
+            ranked.push((r, p0.order, p0.place.to_string()));
         }
     }
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -99,7 +99,7 @@ pub fn apply(c: &mut Comparison, r: &Dump, d: &Dump) -> OwnErrorCheck {
         let Some(i) = c
             .pairs
             .iter()
-            .position(|p| p.place == *place && p.role == Role::Output)
+            .position(|p| *p.place == **place && p.role == Role::Output)
         else {
             continue;
         };

@@ -156,6 +156,7 @@ impl Session {
         );
         let reference = r?;
         let mut candidate = d?;
+        candidate.share_strings(&reference);
         let mapping = o.mapping.read()?;
         let remap = remap(&o.mapping, &mapping, &reference, &mut candidate);
         let mut options = o.compare.clone();
@@ -178,6 +179,7 @@ impl Session {
     /// and mapped as the candidate was.
     pub fn open_device(&self, p: &Path) -> anyhow::Result<(Dump, Remap)> {
         let mut d = Dump::open(p, &self.open.open)?;
+        d.share_strings(&self.reference);
         let m = remap(&self.open.mapping, &self.mapping, &self.reference, &mut d);
         Ok((d, m))
     }
@@ -216,7 +218,7 @@ impl Session {
         let p = al
             .pairs
             .iter()
-            .find(|p| r.entries[p.reference].name == tensor)
+            .find(|p| &*r.entries[p.reference].name == tensor)
             .ok_or_else(|| anyhow::anyhow!("no tensor `{tensor}` in both dumps"))?;
         let (re, de) = (&r.entries[p.reference], &d.entries[p.candidate]);
         let pair = compare::measure_pair(r, re, d, de, p.kind);
@@ -231,10 +233,10 @@ impl Session {
     /// recomputed in float64 from each side's own inputs; kept in `c.replay`.
     pub fn replay_suspects(&self, c: &mut Comparison) -> anyhow::Result<()> {
         let mut places: Vec<String> = Vec::new();
-        let first = c.analysis.first_divergence.iter().map(|f| &f.name);
-        for p in first.chain(c.analysis.ranked.iter().take(5).map(|x| &x.name)) {
-            if !places.contains(p) {
-                places.push(p.clone());
+        let first = c.analysis.first_divergence.iter().map(|f| f.name.as_str());
+        for p in first.chain(c.analysis.ranked.iter().take(5).map(|x| &*x.name)) {
+            if !places.iter().any(|q| q == p) {
+                places.push(p.to_string());
             }
         }
         c.replay = Some(if places.is_empty() {

@@ -60,7 +60,7 @@ fn backward_and_parameter_gradients_are_compared_in_order() {
     let find = |n: &str| {
         c.pairs
             .iter()
-            .find(|p| p.name == n)
+            .find(|p| &*p.name == n)
             .unwrap_or_else(|| panic!("{n}"))
     };
     let bw = find("Functional.silu.1.backward.output.0");

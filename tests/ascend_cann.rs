@@ -161,7 +161,7 @@ fn cann_files_are_read_with_layouts_converted() {
     let r = Dump::open(&t.path().join("ref"), &o).unwrap();
     let d = Dump::open(&t.path().join("dev"), &o).unwrap();
     assert_eq!(d.format, Format::Cann);
-    let names: Vec<&str> = d.entries.iter().map(|e| e.name.as_str()).collect();
+    let names: Vec<&str> = d.entries.iter().map(|e| &*e.name).collect();
     assert_eq!(
         names,
         [
@@ -259,7 +259,7 @@ fn files_are_ordered_by_the_timestamp_field_msprobe_reads_for_each_name_shape() 
         .unwrap();
     }
     let d = Dump::open(&dir, &OpenOptions::default()).unwrap();
-    let mut places: Vec<&str> = d.entries.iter().map(|e| e.place.as_str()).collect();
+    let mut places: Vec<&str> = d.entries.iter().map(|e| &*e.place).collect();
     places.dedup();
     // Equal timestamps of an FFTS+ op (task type 4): thread 0 before thread 1.
     assert_eq!(

@@ -56,7 +56,7 @@ fn side(root: &Path, runs: &[&str], perturb: bool) {
         let d = root.join(format!("step0/rank{k}"));
         copy_dir(&proc_dir(run), &d);
         let dump = open(&d);
-        let e = dump.entries.iter().find(|e| e.name == LAST).unwrap();
+        let e = dump.entries.iter().find(|e| &*e.name == LAST).unwrap();
         let mut x: Vec<f32> = dump
             .load(e)
             .unwrap()

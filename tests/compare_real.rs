@@ -146,17 +146,17 @@ fn safetensors_keep_order_and_bf16() {
     let d = open(&llama_plain("cuda_bf16"));
     assert_eq!(d.format, Format::Safetensors);
     assert_eq!(d.entries.len(), 57);
-    assert_eq!(d.entries[0].name, "model.embed_tokens");
+    assert_eq!(&*d.entries[0].name, "model.embed_tokens");
     assert_eq!(d.entries[0].dtype, Some(driftscope::dump::DType::Bfloat16));
     let act = d
         .entries
         .iter()
-        .position(|e| e.name == "model.layers.1.mlp.act_fn")
+        .position(|e| &*e.name == "model.layers.1.mlp.act_fn")
         .unwrap();
     let mlp = d
         .entries
         .iter()
-        .position(|e| e.name == "model.layers.1.mlp")
+        .position(|e| &*e.name == "model.layers.1.mlp")
         .unwrap();
     assert!(act < mlp, "children complete before their parent");
 }
@@ -179,12 +179,12 @@ fn npy_folders_pair_by_relative_path() {
     let a = c
         .pairs
         .iter()
-        .find(|p| p.name == "model.layers.1.mlp.act_fn")
+        .find(|p| &*p.name == "model.layers.1.mlp.act_fn")
         .unwrap();
     let b = st
         .pairs
         .iter()
-        .find(|p| p.name == "model.layers.1.mlp.act_fn")
+        .find(|p| &*p.name == "model.layers.1.mlp.act_fn")
         .unwrap();
     let (ma, mb) = (a.metrics.as_ref().unwrap(), b.metrics.as_ref().unwrap());
     assert!(close(ma.rel_l2_err, mb.rel_l2_err, 1e-9));

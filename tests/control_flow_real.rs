@@ -117,14 +117,14 @@ fn assert_branch(c: &Comparison, n: &Names) {
         );
         assert!(p.order >= last);
         last = p.order;
-        if p.place == n.sub.0 {
+        if &*p.place == n.sub.0 {
             assert_eq!(place_of(dev), n.sub.1);
             assert_eq!(p.matched_by, MatchKind::Structural);
         } else {
             assert_eq!(p.matched_by, MatchKind::Exact, "{}", p.name);
         }
     }
-    assert!(c.pairs.iter().any(|p| p.place == n.sub.0));
+    assert!(c.pairs.iter().any(|p| &*p.place == n.sub.0));
     // Left over: exactly the tensors of the calls on one side only.
     assert!(!c.unmatched_reference.is_empty());
     for t in &c.unmatched_reference {
@@ -227,7 +227,7 @@ fn the_softmax_is_proposed_for_the_stable_path_and_confirmed_it_compares_clean()
             .pairs
             .iter()
             .filter(|p| p.matched_by == MatchKind::Mapped)
-            .map(|p| p.name.as_str())
+            .map(|p| &*p.name)
             .collect();
         assert_eq!(mapped.len(), 2, "{mapped:?}");
         assert!(mapped[0].starts_with(n.stable[0]) && mapped[1].starts_with(n.stable[4]));

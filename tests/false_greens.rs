@@ -129,7 +129,7 @@ fn order_of(src: &Path, place: &str) -> usize {
     open(src)
         .entries
         .iter()
-        .find(|e| e.place == place)
+        .find(|e| &*e.place == place)
         .unwrap_or_else(|| panic!("{place}"))
         .order
 }
@@ -211,9 +211,9 @@ fn a_differing_model_input_makes_the_runs_not_comparable() {
     // Token ids doubled at API level (every later tensor differs: doubled here), the image
     // doubled at module level (and so every later tensor).
     let ids = |e: &Entry, v: &[f32]| {
-        Some(if e.name == "Functional.embedding.0.forward.input.0" {
+        Some(if &*e.name == "Functional.embedding.0.forward.input.0" {
             v.iter().map(|x| (2.0 * x) % 256.0).collect()
-        } else if e.role == Role::Input && e.index == "1" && e.order == 0 {
+        } else if e.role == Role::Input && &*e.index == "1" && e.order == 0 {
             return None; // the embedding table is the same
         } else {
             v.iter().map(|x| 2.0 * x).collect()
@@ -252,8 +252,8 @@ fn one_layers_weights_differing_by_one_percent_are_named_there() {
         let at = order_of(src, place);
         move |e: &Entry, v: &[f32]| {
             let changed =
-                e.name == weight || (e.order >= at && !(e.role.is_input() && e.place == place));
-            (changed && !(e.role == Role::Parameters && e.name != weight))
+                &*e.name == weight || (e.order >= at && !(e.role.is_input() && &*e.place == place));
+            (changed && !(e.role == Role::Parameters && &*e.name != weight))
                 .then(|| v.iter().map(|x| 1.01 * x).collect())
         }
     };
@@ -344,7 +344,7 @@ fn overflow_to_inf_is_not_a_mask() {
     let p = c
         .pairs
         .iter()
-        .find(|p| p.name == "Tensor.__mul__.0.forward.output.0")
+        .find(|p| &*p.name == "Tensor.__mul__.0.forward.output.0")
         .unwrap();
     assert_eq!(p.metrics.as_ref().unwrap().overflow, 1);
 }
@@ -367,7 +367,7 @@ fn mobilenet_fp16_is_underflow_where_the_range_loss_starts_to_matter() {
     let classifier = c
         .pairs
         .iter()
-        .find(|p| p.name == "Module.classifier.3.Linear.forward.0.output.0")
+        .find(|p| &*p.name == "Module.classifier.3.Linear.forward.0.output.0")
         .unwrap();
     assert_eq!(classifier.metrics.as_ref().unwrap().dev_stats.norm, 0.0);
     assert_eq!(
@@ -411,7 +411,7 @@ fn baseline_mode_names_an_op_that_changed_with_identical_inputs() {
     let dev = t.path().join("dev");
     let place = "Tensor.__add__.27.forward";
     rewrite(&llama("cuda_fp16"), &dev, Layout::MsprobeNpy, |e, v| {
-        (e.place == place && e.role == Role::Output)
+        (&*e.place == place && e.role == Role::Output)
             .then(|| v.iter().map(|x| x * (1.0 + 3e-3)).collect())
     });
     let (r, d, d0) = (

@@ -52,8 +52,7 @@ fn mobilenet_l0_nests_module_calls_by_construct_json() {
         ]
     );
     // Every place has a node, and the parent module calls are nodes of their own.
-    let places: std::collections::HashSet<&str> =
-        d.entries.iter().map(|e| e.place.as_str()).collect();
+    let places: std::collections::HashSet<&str> = d.entries.iter().map(|e| &*e.place).collect();
     assert_eq!(h.place_node.len(), places.len());
 }
 

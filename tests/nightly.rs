@@ -505,7 +505,7 @@ fn ignored_places_are_left_out_of_the_ranking() {
     let c = clean();
     let top = &c.analysis.ranked[0].name;
     let r = check(c, &format!("ignore = [{top:?}]\n"));
-    assert!(r.places.iter().any(|p| &p.name == top && p.ignored));
+    assert!(r.places.iter().any(|p| *p.name == **top && p.ignored));
     assert!(!r.ranked.iter().any(|k| &k.name == top));
     assert!(nightly::markdown::render(&r, None).contains("Places adding the most error"));
     assert!(!nightly::markdown::render(&r, None).contains(&format!("`{top}`")));

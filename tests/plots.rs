@@ -76,7 +76,7 @@ fn llama_report_writes_html_png_svg_with_first_divergence() {
         .pairs
         .iter()
         .filter(|p| p.metrics.is_some())
-        .map(|p| p.place.as_str())
+        .map(|p| &*p.place)
         .collect();
     assert_eq!(run["points"].as_array().unwrap().len(), places.len());
     assert_eq!(run["first"]["name"], "Functional.silu.1.forward");
@@ -84,7 +84,7 @@ fn llama_report_writes_html_png_svg_with_first_divergence() {
     let k = c
         .pairs
         .iter()
-        .position(|p| p.name == "Functional.silu.1.forward.output.0")
+        .position(|p| &*p.name == "Functional.silu.1.forward.output.0")
         .unwrap();
     let img = &data["images"][format!("0:{k}")];
     assert!(img["hist"]

@@ -148,10 +148,10 @@ fn assert_pairs_follow(c: &Comparison, api: &str, shift: impl Fn(usize) -> usize
         let want = if a == api {
             format!("{a}.{}.forward{}", shift(k), &p.name[p.place.len()..])
         } else {
-            p.name.clone()
+            p.name.to_string()
         };
         assert_eq!(dev, want, "{} paired with {dev}", p.name);
-        let kind = if dev == p.name {
+        let kind = if dev == &*p.name {
             MatchKind::Exact
         } else {
             MatchKind::Structural
@@ -479,10 +479,10 @@ fn a_padded_tensor_is_compared_on_its_common_region() {
         &|| {},
     );
     let c = compare(&r, &d, &CompareOptions::default(), &|| {});
-    let get = |c: &Comparison| c.pairs.iter().find(|p| p.name == name).unwrap().clone();
+    let get = |c: &Comparison| c.pairs.iter().find(|p| &*p.name == name).unwrap().clone();
     let (p, p0) = (get(&c), get(&clean));
     assert_eq!(p.status, Status::Compared);
-    assert_eq!(p.shape_dev, Some(vec![1, 48, 172]));
+    assert_eq!(p.shape_dev, Some(vec![1, 48, 172].into()));
     // The common region is exactly the unpadded tensor.
     let (m, m0) = (p.metrics.unwrap(), p0.metrics.unwrap());
     assert_eq!((m.numel, m.rel_l2_err), (m0.numel, m0.rel_l2_err));
@@ -605,7 +605,7 @@ fn a_fused_run_of_calls_gets_a_fusion_map_proposal() {
         "Tensor.pow.8.forward.input.0",
         "Tensor.__mul__.43.forward.output.0",
     ] {
-        let p = c.pairs.iter().find(|p| p.name == t).unwrap();
+        let p = c.pairs.iter().find(|p| &*p.name == t).unwrap();
         assert_eq!(p.matched_by, MatchKind::Mapped, "{t}");
     }
     assert!(c.structure.changes.is_empty(), "{:?}", c.structure.changes);
@@ -755,7 +755,7 @@ fn padding_a_softmax_reads_leaks_and_is_named_where_it_is_read() {
         let p = c
             .pairs
             .iter()
-            .find(|p| p.name == "Functional.softmax.0.forward.input.0")
+            .find(|p| &*p.name == "Functional.softmax.0.forward.input.0")
             .unwrap();
         let pad = p.padding.as_ref().unwrap();
         assert_eq!((pad.nonzero, pad.max_abs), (4 * 32 * 16, 65504.0));

@@ -178,7 +178,7 @@ fn checked(r: &Dump, d: &Dump, c: Comparison) -> Result<Comparison> {
             file: located
                 .as_ref()
                 .map_or_else(|| d.path.clone(), |e| e.path.clone()),
-            entry: Some(p.name.clone()),
+            entry: Some(p.name.to_string()),
             message: format!(
                 "{n} pair(s) could not be read; first: {}",
                 p.error.as_deref().unwrap_or("")
@@ -188,7 +188,7 @@ fn checked(r: &Dump, d: &Dump, c: Comparison) -> Result<Comparison> {
     } else if let Some(p) = c.pairs.iter().find(|p| p.status == Status::ShapeMismatch) {
         InputError {
             file: d.path.clone(),
-            entry: Some(p.name.clone()),
+            entry: Some(p.name.to_string()),
             message: format!(
                 "{}: shapes do not fit ({:?} vs {:?})",
                 p.name,
@@ -220,7 +220,7 @@ fn checked(r: &Dump, d: &Dump, c: Comparison) -> Result<Comparison> {
 /// The reader's own error for a pair that could not be read, naming the broken file.
 fn unreadable(r: &Dump, d: &Dump, name_ref: &str, name_dev: &str) -> Option<DumpError> {
     let load = |dump: &Dump, name: &str| {
-        let e = dump.entries.iter().find(|e| e.name == name)?;
+        let e = dump.entries.iter().find(|e| &*e.name == name)?;
         dump.load(e).err()
     };
     load(r, name_ref).or_else(|| load(d, name_dev))

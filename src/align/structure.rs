@@ -27,6 +27,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::ops::Range;
+use std::sync::Arc;
 
 /// How the two call streams were paired.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -136,7 +137,7 @@ struct Call<'a> {
 /// The place an entry belongs to under its current name: its own place, or, for an entry a
 /// mapping renamed, its new name without `.{role}.{index}`.
 fn place_of(e: &Entry) -> &str {
-    if e.name.starts_with(e.place.as_str()) {
+    if e.name.starts_with(&*e.place) {
         return &e.place;
     }
     let suffix = format!(".{}.{}", e.role, e.index);
@@ -187,7 +188,7 @@ fn calls(entries: &[Entry]) -> Vec<Call<'_>> {
             let named = run
                 .iter()
                 .map(place_of)
-                .find(|p| *p != entries[start].place)
+                .find(|p| **p != *entries[start].place)
                 .unwrap_or(&entries[start].place);
             let a = api(named);
             let mut h = DefaultHasher::new();
@@ -253,7 +254,7 @@ pub fn align(reference: &[Entry], candidate: &[Entry]) -> Alignment {
     let mut used = vec![false; candidate.len()];
     for p in &by_name.pairs {
         let e = &candidate[p.candidate];
-        if !e.name.starts_with(e.place.as_str()) {
+        if !e.name.starts_with(&*e.place) {
             (ref_used[p.reference], used[p.candidate]) = (true, true);
             al.pairs.push(*p);
         }
@@ -429,7 +430,7 @@ fn sequence_pairs(
 fn stats_distance(a: &[Entry], b: &[Entry]) -> f64 {
     a.iter()
         .zip(b)
-        .filter_map(|(x, y)| Some((x.stats?.norm?, y.stats?.norm?)))
+        .filter_map(|(x, y)| Some((x.stats?.norm()?, y.stats?.norm()?)))
         .map(|(x, y)| {
             if x == y {
                 0.0
@@ -643,7 +644,7 @@ fn summary(
                     .find(|x| suffix(x) == format!(".{role}.0"))
                     .and_then(|x| x.shape.clone())
             };
-            let fits = |a: Option<Vec<usize>>, b: Option<Vec<usize>>| {
+            let fits = |a: Option<Arc<[usize]>>, b: Option<Arc<[usize]>>| {
                 a.zip(b)
                     .is_some_and(|(a, b)| super::shapes_compatible(&a, &b))
             };
@@ -760,18 +761,15 @@ mod tests {
     /// A call's entry: `{place}.{rest}` with a shape and a recorded norm.
     fn entry(place: &str, rest: &str, order: usize, shape: &[usize], norm: f64) -> Entry {
         Entry {
-            name: format!("{place}.{rest}"),
+            name: format!("{place}.{rest}").into(),
             place: place.into(),
             role: crate::dump::Role::from_key(rest.split('.').next().unwrap()),
             index: rest.split_once('.').unwrap().1.into(),
             order,
             op_type: None,
             dtype: Some(DType::Float32),
-            shape: Some(shape.to_vec()),
-            stats: Some(RecordedStats {
-                norm: Some(norm),
-                ..Default::default()
-            }),
+            shape: Some(shape.into()),
+            stats: Some(RecordedStats::new(None, None, None, Some(norm))),
             checksum: None,
             source: Source::Absent("test".into()),
         }
@@ -795,7 +793,12 @@ mod tests {
     fn paired_places(r: &[Entry], d: &[Entry], al: &Alignment) -> Vec<(String, String)> {
         al.pairs
             .iter()
-            .map(|p| (r[p.reference].place.clone(), d[p.candidate].place.clone()))
+            .map(|p| {
+                (
+                    r[p.reference].place.to_string(),
+                    d[p.candidate].place.to_string(),
+                )
+            })
             .collect()
     }
 
@@ -968,7 +971,7 @@ mod tests {
         assert!(s.changes.iter().all(|c| c.kind == ChangeKind::Extra));
         // Pairs meet the same recorded norm (the call's identity here).
         for p in &al.pairs {
-            let norm = |e: &Entry| e.stats.unwrap().norm;
+            let norm = |e: &Entry| e.stats.unwrap().norm();
             assert_eq!(norm(&re[p.reference]), norm(&de[p.candidate]));
         }
     }
@@ -980,7 +983,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, n)| Entry {
-                    name: n.to_string(),
+                    name: (*n).into(),
                     ..entry(n, "output.0", i, &[2], 1.0)
                 })
                 .collect()

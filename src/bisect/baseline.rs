@@ -29,9 +29,7 @@ pub const OP_CHANGED_FACTOR: f64 = 4.0;
 fn inputs_identical(place: &[&PairReport], direct: &HashMap<&str, &PairReport>) -> Option<bool> {
     let mut any = false;
     for p in place.iter().filter(|p| p.role.is_input()) {
-        let m = direct
-            .get(p.name.as_str())
-            .and_then(|q| q.metrics.as_ref())?;
+        let m = direct.get(&*p.name).and_then(|q| q.metrics.as_ref())?;
         any = true;
         if m.max_abs_err != 0.0 || m.nonfinite_mismatch != 0 {
             return Some(false);
@@ -51,7 +49,7 @@ fn changed_output<'a>(
         .iter()
         .filter(|p| p.role == Role::Output)
         .filter_map(|p| {
-            let q = direct.get(p.name.as_str())?;
+            let q = direct.get(&*p.name)?;
             let e = pair_err(q)?;
             let allowed = OP_CHANGED_FACTOR * crate::verdict::pair_roundoff(q, mode)?;
             (e > allowed || crate::verdict::has_mismatch(q)).then_some((*p, e, allowed))
@@ -68,10 +66,9 @@ pub fn run(r: &Dump, d: &Dump, d0: &Dump, opts: &CompareOptions) -> Comparison {
     let base: HashMap<&str, f64> = c0
         .pairs
         .iter()
-        .filter_map(|p| Some((p.name.as_str(), pair_err(p)?)))
+        .filter_map(|p| Some((&*p.name, pair_err(p)?)))
         .collect();
-    let direct: HashMap<&str, &PairReport> =
-        cd.pairs.iter().map(|p| (p.name.as_str(), p)).collect();
+    let direct: HashMap<&str, &PairReport> = cd.pairs.iter().map(|p| (&*p.name, p)).collect();
     let o = &opts.noise;
     let mut first = None;
     let mut ranked = Vec::new();
@@ -84,7 +81,7 @@ pub fn run(r: &Dump, d: &Dump, d0: &Dump, opts: &CompareOptions) -> Comparison {
             let (Some(e), Some(u)) = (pair_err(p), pair_expected(p, o.fp32_matmul)) else {
                 continue;
             };
-            let e0 = base.get(p.name.as_str()).copied().unwrap_or(0.0);
+            let e0 = base.get(&*p.name).copied().unwrap_or(0.0);
             let ratio = e / e0.max(u);
             if worst.is_none_or(|w| ratio > w.1) {
                 worst = Some((p, ratio, e0, u));
@@ -94,7 +91,7 @@ pub fn run(r: &Dump, d: &Dump, d0: &Dump, opts: &CompareOptions) -> Comparison {
         let changed = changed_output(&place, &direct, o.fp32_matmul).filter(|_| same_inputs);
         previous_identical = place.iter().filter(|p| p.role == Role::Output).all(|p| {
             direct
-                .get(p.name.as_str())
+                .get(&*p.name)
                 .is_some_and(|q| crate::verdict::bit_identical(q))
         });
         let Some((p, ratio, e0, u)) = worst else {
@@ -121,7 +118,7 @@ pub fn run(r: &Dump, d: &Dump, d0: &Dump, opts: &CompareOptions) -> Comparison {
         }
         let finding = if let Some((q, e_direct, allowed_direct)) = changed {
             let e_ref = pair_err(q).unwrap_or(0.0);
-            let e0_ref = base.get(q.name.as_str()).copied().unwrap_or(0.0);
+            let e0_ref = base.get(&*q.name).copied().unwrap_or(0.0);
             Some((
                 q,
                 DivergenceKind::OpChanged,
@@ -153,7 +150,7 @@ pub fn run(r: &Dump, d: &Dump, d0: &Dump, opts: &CompareOptions) -> Comparison {
                 reason,
                 advice: None,
             };
-            let e0 = base.get(q.name.as_str()).copied().unwrap_or(0.0);
+            let e0 = base.get(&*q.name).copied().unwrap_or(0.0);
             first = Some(divergence(q, &f, u, e0, &r.stacks));
         }
     }
@@ -161,9 +158,9 @@ pub fn run(r: &Dump, d: &Dump, d0: &Dump, opts: &CompareOptions) -> Comparison {
     let first_order = first.as_ref().map(|f| f.order);
     for p in &mut c.pairs {
         let e = pair_err(p);
-        let e0 = base.get(p.name.as_str()).copied();
+        let e0 = base.get(&*p.name).copied();
         p.inherited_err = e0;
-        let is_first = first.as_ref().is_some_and(|f| f.tensor == p.name);
+        let is_first = first.as_ref().is_some_and(|f| *f.tensor == *p.name);
         p.verdict = Some(match (e, e0, first_order) {
             _ if is_first => Verdict::Diverged,
             (Some(0.0), _, _) => Verdict::Identical,

@@ -53,7 +53,7 @@ impl<'a> Lazy<'a> {
             if filter.as_ref().is_some_and(|f| !f.is_match(&e.name)) {
                 continue;
             }
-            match index.get(e.place.as_str()) {
+            match index.get(&*e.place) {
                 Some(&k) => places[k].push(i),
                 None => {
                     index.insert(&e.place, places.len());
@@ -115,9 +115,9 @@ impl<'a> Lazy<'a> {
                     return None;
                 }
                 let (sa, sb) = (a.stats.as_ref()?, b.stats.as_ref()?);
-                let lb = compare::StatsDiff::new(sa, sb).norm_rel_diff?;
+                let lb = compare::StatsDiff::new(sa, sb).norm_rel_diff()?;
                 let n = crate::dump::checked_numel(a.shape.as_ref()?)?;
-                let rms = sa.norm.filter(|_| n > 0).map(|nr| nr / (n as f64).sqrt());
+                let rms = sa.norm().filter(|_| n > 0).map(|nr| nr / (n as f64).sqrt());
                 let u = noise::expected_err(a.dtype?, b.dtype?, a.op_type.as_deref(), mode, rms);
                 Some(lb / u.max(u_run))
             })
@@ -141,14 +141,14 @@ impl<'a> Lazy<'a> {
                 .al
                 .unmatched_reference
                 .iter()
-                .map(|&i| self.r.entries[i].name.clone())
+                .map(|&i| self.r.entries[i].name.to_string())
                 .filter(|n| keep(n))
                 .collect(),
             unmatched_candidate: self
                 .al
                 .unmatched_candidate
                 .iter()
-                .map(|&i| self.d.entries[i].name.clone())
+                .map(|&i| self.d.entries[i].name.to_string())
                 .filter(|n| keep(n))
                 .collect(),
             structure: self.al.structure,
@@ -248,7 +248,7 @@ fn judge_window(
             continue;
         }
         for (p, v) in pairs.iter().zip(&j.verdicts) {
-            verdicts.insert(p.name.clone(), (*v, j.inherited));
+            verdicts.insert(p.name.to_string(), (*v, j.inherited));
         }
         // Error added is a floating-point measure (an integer output's ratio is meaningless).
         let float = |w: &usize| crate::verdict::is_float_pair(&pairs[*w]);
@@ -363,7 +363,7 @@ pub fn run(
     let total = lz.places.iter().map(Vec::len).sum();
     for p in lz.cache.values_mut() {
         p.expected_err = pair_expected(p, o.fp32_matmul);
-        match verdicts.get(&p.name) {
+        match verdicts.get(&*p.name) {
             Some(&(v, inherited)) => {
                 p.verdict = Some(v);
                 p.inherited_err = Some(inherited);

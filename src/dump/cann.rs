@@ -340,14 +340,14 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
                 }
             };
             entries.push(Entry {
-                name,
-                place: h.op_name.clone(),
+                name: name.into(),
+                place: h.op_name.as_str().into(),
                 role: Role::from_key(role),
-                index: i.to_string(),
+                index: i.to_string().into(),
                 order,
-                op_type: op_type.clone(),
+                op_type: op_type.as_deref().map(Into::into),
                 dtype,
-                shape: logical,
+                shape: logical.map(Into::into),
                 stats: None,
                 checksum: None,
                 source,

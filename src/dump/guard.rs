@@ -22,6 +22,12 @@ pub const SETTLE: Duration = Duration::from_secs(5);
 /// The file's bytes, mapped read-only, or read into an anonymous map when it is small or
 /// still settling. Never empty (empty maps are not portable): callers handle empty files.
 pub fn map(file: &mut File, len: u64, path: &Path) -> std::io::Result<Mmap> {
+    map_or_read(file, len, path).map(|(m, _)| m)
+}
+
+/// As [`map`], telling whether the bytes are a map of the file (true) or a copy read into
+/// memory (false): pages of a file map can be given back and fault in again from the file.
+pub fn map_or_read(file: &mut File, len: u64, path: &Path) -> std::io::Result<(Mmap, bool)> {
     let settling = file
         .metadata()?
         .modified()
@@ -29,7 +35,7 @@ pub fn map(file: &mut File, len: u64, path: &Path) -> std::io::Result<Mmap> {
         .and_then(|m| SystemTime::now().duration_since(m).ok())
         .is_none_or(|age| age < SETTLE);
     if len < SMALL || settling {
-        return read(file, len);
+        return read(file, len).map(|m| (m, false));
     }
     // SAFETY: the map is read-only and registered below: a file that shrinks under it ends
     // the process through `on_sigbus` with an error naming it, never with wrong numbers read
@@ -39,7 +45,52 @@ pub fn map(file: &mut File, len: u64, path: &Path) -> std::io::Result<Mmap> {
     registry::register(map.as_ptr() as usize, map.len(), path);
     #[cfg(not(unix))]
     let _ = path;
-    Ok(map)
+    Ok((map, true))
+}
+
+/// Gives back to the kernel the pages of a file map that a single forward pass has left
+/// behind, so a large file read once costs a bounded window of memory, not its size.
+pub struct ReleaseBehind<'a> {
+    map: &'a Mmap,
+    /// `map[..done]` is given back.
+    done: usize,
+}
+
+impl<'a> ReleaseBehind<'a> {
+    /// Bytes given back at a time.
+    const STEP: usize = 32 << 20;
+
+    /// For a map of the file (see [`map_or_read`]); `None` for a copy in memory, whose pages
+    /// would come back zeroed.
+    pub fn new(map: &'a Mmap, from_file: bool) -> Option<Self> {
+        (from_file && cfg!(unix)).then_some(ReleaseBehind { map, done: 0 })
+    }
+
+    /// The reader is at `at` (a pointer into the map, or elsewhere: then nothing happens) and
+    /// never reads before it again, except to count lines for an error message, which reads
+    /// the file again.
+    pub fn reached(&mut self, at: *const u8) {
+        let Some(pos) = (at as usize).checked_sub(self.map.as_ptr() as usize) else {
+            return;
+        };
+        if pos > self.map.len() || pos < self.done + Self::STEP {
+            return;
+        }
+        let end = pos & !(Self::STEP - 1); // a multiple of every page size
+        #[cfg(unix)]
+        {
+            // SAFETY: the map is a private read-only map of a file: dropped pages fault in
+            // again with the same bytes. Nothing in it was written, so nothing is lost.
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    self.done,
+                    end - self.done,
+                )
+            };
+        }
+        self.done = end;
+    }
 }
 
 /// `len` bytes of `file` (fewer if it shrank meanwhile: the readers then report it truncated).

@@ -7,6 +7,7 @@ pub mod decode;
 mod dtype;
 mod error;
 mod guard;
+mod json_tree;
 pub mod msprobe;
 pub mod native;
 pub mod npy;
@@ -25,6 +26,7 @@ pub use tensor::{checked_numel, is_c_contiguous, map_file, Bytes, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A dump layout.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,23 +96,137 @@ pub enum Task {
     Md5,
 }
 
-/// Statistics a dump recorded for a tensor (msprobe's `Max`/`Min`/`Mean`/`Norm`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct RecordedStats {
-    /// Largest element.
-    pub max: Option<f64>,
-    /// Smallest element.
-    pub min: Option<f64>,
-    /// Mean.
-    pub mean: Option<f64>,
-    /// L2 norm.
-    pub norm: Option<f64>,
+/// Statistics a dump recorded for a tensor (msprobe's `Max`/`Min`/`Mean`/`Norm`), each absent
+/// when the dump did not record it. JSON: `{"max", "min", "mean", "norm"}`, null when absent.
+#[derive(Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StatsFields", into = "StatsFields")]
+pub struct RecordedStats(OptionalQuad);
+
+/// The JSON form of [`RecordedStats`].
+#[derive(Clone, Copy, Serialize, Deserialize)]
+struct StatsFields {
+    max: Option<f64>,
+    min: Option<f64>,
+    mean: Option<f64>,
+    norm: Option<f64>,
+}
+
+impl From<StatsFields> for RecordedStats {
+    fn from(s: StatsFields) -> Self {
+        RecordedStats::new(s.max, s.min, s.mean, s.norm)
+    }
+}
+
+impl From<RecordedStats> for StatsFields {
+    fn from(s: RecordedStats) -> Self {
+        StatsFields {
+            max: s.max(),
+            min: s.min(),
+            mean: s.mean(),
+            norm: s.norm(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RecordedStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordedStats")
+            .field("max", &self.max())
+            .field("min", &self.min())
+            .field("mean", &self.mean())
+            .field("norm", &self.norm())
+            .finish()
+    }
 }
 
 impl RecordedStats {
+    /// Statistics from what was recorded.
+    pub fn new(max: Option<f64>, min: Option<f64>, mean: Option<f64>, norm: Option<f64>) -> Self {
+        RecordedStats(OptionalQuad::new([max, min, mean, norm]))
+    }
+
+    /// Largest element.
+    pub fn max(&self) -> Option<f64> {
+        self.0.get(0)
+    }
+
+    /// Smallest element.
+    pub fn min(&self) -> Option<f64> {
+        self.0.get(1)
+    }
+
+    /// Mean.
+    pub fn mean(&self) -> Option<f64> {
+        self.0.get(2)
+    }
+
+    /// L2 norm.
+    pub fn norm(&self) -> Option<f64> {
+        self.0.get(3)
+    }
+
     /// True when at least one statistic was recorded.
     pub fn any(&self) -> bool {
-        self.max.is_some() || self.min.is_some() || self.mean.is_some() || self.norm.is_some()
+        self.0.any()
+    }
+}
+
+/// Four optional floats in 40 bytes (four `Option<f64>` take 64, and `Option` of them 64
+/// again; of this, 40): the values and a mask of which are present, whose high bit is always
+/// set so that `Option<OptionalQuad>` needs no tag. A million-entry comparison holds five of
+/// them per tensor (docs/performance.md, 1M-entry statistics dumps).
+#[derive(Clone, Copy)]
+pub struct OptionalQuad {
+    values: [f64; 4],
+    present: std::num::NonZeroU8,
+}
+
+impl OptionalQuad {
+    const SET: u8 = 0x80;
+
+    /// The four values.
+    pub fn new(values: [Option<f64>; 4]) -> OptionalQuad {
+        let mut q = OptionalQuad {
+            values: [0.0; 4],
+            present: std::num::NonZeroU8::MIN.saturating_add(Self::SET - 1),
+        };
+        let mut mask = Self::SET;
+        for (i, v) in values.into_iter().enumerate() {
+            if let Some(v) = v {
+                q.values[i] = v;
+                mask |= 1 << i;
+            }
+        }
+        q.present = std::num::NonZeroU8::new(mask).unwrap_or(q.present);
+        q
+    }
+
+    /// Value `i` (0..4), when present.
+    pub fn get(&self, i: usize) -> Option<f64> {
+        (self.present.get() & (1 << i) != 0).then(|| self.values[i])
+    }
+
+    /// All four.
+    pub fn all(&self) -> [Option<f64>; 4] {
+        [self.get(0), self.get(1), self.get(2), self.get(3)]
+    }
+
+    /// True when any is present.
+    pub fn any(&self) -> bool {
+        self.present.get() & !Self::SET != 0
+    }
+}
+
+impl Default for OptionalQuad {
+    fn default() -> Self {
+        OptionalQuad::new([None; 4])
+    }
+}
+
+/// Equal when the same values are present and equal (NaN equals nothing, as `Option<f64>`).
+impl PartialEq for OptionalQuad {
+    fn eq(&self, other: &Self) -> bool {
+        self.all() == other.all()
     }
 }
 
@@ -197,25 +313,25 @@ impl std::fmt::Display for Role {
 pub struct Entry {
     /// Unique tensor name: `{place}.{role}.{index}` (msprobe: the file name without extension),
     /// the module path for plain dumps.
-    pub name: String,
+    pub name: Arc<str>,
     /// The call or module this tensor belongs to (`Functional.silu.1.forward`).
-    pub place: String,
+    pub place: Arc<str>,
     /// What the tensor is to its place.
     pub role: Role,
     /// Position within the role (`0`, `1.0`, `weight`).
-    pub index: String,
+    pub index: Arc<str>,
     /// Execution order of the place.
     pub order: usize,
     /// Operator or module class (`silu`, `linear`, `Conv2d`), when known.
-    pub op_type: Option<String>,
+    pub op_type: Option<Arc<str>>,
     /// Element type as recorded by the dump's metadata (or read from the file).
     pub dtype: Option<DType>,
     /// Shape as recorded.
-    pub shape: Option<Vec<usize>>,
+    pub shape: Option<Arc<[usize]>>,
     /// Recorded statistics.
     pub stats: Option<RecordedStats>,
     /// Recorded checksum (8 hex digits).
-    pub checksum: Option<String>,
+    pub checksum: Option<Box<str>>,
     /// Where the elements are.
     pub source: Source,
 }
@@ -257,6 +373,21 @@ pub struct Dump {
 }
 
 impl Dump {
+    /// Points this dump's entry names and places at `other`'s where they are equal, entry by
+    /// entry in order (two runs of one model list the same tensors in the same order), so the
+    /// two dumps and the comparison rows hold one copy of each (docs/performance.md, 1M-entry
+    /// dumps). Entries that do not line up keep their own copies.
+    pub fn share_strings(&mut self, other: &Dump) {
+        for (e, o) in self.entries.iter_mut().zip(&other.entries) {
+            if e.name == o.name {
+                e.name = o.name.clone();
+            }
+            if e.place == o.place {
+                e.place = o.place.clone();
+            }
+        }
+    }
+
     /// Opens the dump at `path`, detecting its layout unless `options.format` forces one.
     pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
         if !path.exists() {
@@ -329,7 +460,7 @@ impl Dump {
                 ErrorKind::Unsupported(format!("tensor not saved: {why}")),
             )),
         }
-        .map_err(|e| e.with_entry(&entry.name))?;
+        .map_err(|e| e.with_entry(&*entry.name))?;
         if let Some(shape) = &entry.shape {
             if checked_numel(shape) != Some(t.numel()) {
                 return Err(DumpError::new(
@@ -339,7 +470,7 @@ impl Dump {
                         t.shape
                     )),
                 )
-                .with_entry(&entry.name));
+                .with_entry(&*entry.name));
             }
         }
         Ok(t)
@@ -448,16 +579,16 @@ fn open_safetensors(path: &Path) -> Result<Dump> {
         .into_iter()
         .enumerate()
         .map(|(order, t)| Entry {
-            place: t.name.clone(),
+            place: t.name.as_str().into(),
             role: Role::Output,
             index: "0".into(),
             order,
             op_type: None,
             dtype: Some(t.tensor.dtype),
-            shape: Some(t.tensor.shape.clone()),
+            shape: Some(t.tensor.shape.as_slice().into()),
             stats: None,
             checksum: None,
-            name: t.name,
+            name: t.name.into(),
             source: Source::Mapped(Box::new(t.tensor)),
         })
         .collect();
@@ -492,16 +623,16 @@ fn open_npy_dir(path: &Path, options: &OpenOptions) -> Result<Dump> {
         let rel = f.strip_prefix(&root).unwrap_or(&f).with_extension("");
         let stem = rel.to_string_lossy().replace('\\', "/");
         let mk = |name: String, source: Source, t: Option<&Tensor>| Entry {
-            place: name.clone(),
+            place: name.as_str().into(),
             role: Role::Output,
             index: "0".into(),
             order: 0,
             op_type: None,
             dtype: t.map(|t| t.dtype),
-            shape: t.map(|t| t.shape.clone()),
+            shape: t.map(|t| t.shape.as_slice().into()),
             stats: None,
             checksum: None,
-            name,
+            name: name.into(),
             source,
         };
         if ext == "npy" {

@@ -1,11 +1,13 @@
 //! msprobe (Huawei `mindstudio-probe`) dumps: `dump.json` + `dump_tensor_data/`.
 
 use super::error::{err, DumpError, ErrorKind, Result};
+use super::json_tree::Node;
 use super::paths::resolve_inside;
 use super::{DType, Dump, Entry, Format, OpenOptions, RecordedStats, Role, Source, Task};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Largest `dump.json` accepted (a 100k-entry LLM op-level dump is ~100 MB).
 const MAX_DUMP_JSON: u64 = 4 << 30;
@@ -162,15 +164,33 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
             ErrorKind::Json("dump.json larger than 4 GiB".into()),
         );
     }
-    let bytes = std::fs::read(&json_path).map_err(|e| DumpError::new(&json_path, e.into()))?;
+    // Mapped, not read: the parse walks it once, giving back the pages it has passed, so a
+    // 335 MB dump.json costs a window of it, not all of it, beside the entries.
+    let io = |e: std::io::Error| DumpError::new(&json_path, e.into());
+    let mut file = std::fs::File::open(&json_path).map_err(io)?;
+    let mapped = match md.len() {
+        0 => None,
+        n => Some(super::guard::map_or_read(&mut file, n, &json_path).map_err(io)?),
+    };
+    let bytes: &[u8] = mapped.as_ref().map_or(&[], |(m, _)| m);
     let data_dir = root.join("dump_tensor_data");
-    let head = match stream::read(&quote_nonfinite(&bytes), &json_path, &data_dir, options) {
+    let quoted = quote_nonfinite(bytes);
+    let mut release = mapped
+        .as_ref()
+        .and_then(|(m, from_file)| super::guard::ReleaseBehind::new(m, *from_file));
+    if let (std::borrow::Cow::Owned(_), Some(r)) = (&quoted, &mut release) {
+        // The parse reads the quoted copy: the map has been read through.
+        r.reached(bytes.as_ptr_range().end);
+        release = None;
+    }
+    let head = match stream::read(&quoted, &json_path, &data_dir, options, release) {
         Some(h) => h?,
         // Duplicate keys: the tree keeps the last value at the first one's place; rare enough
         // to take the slow path that does exactly that.
-        None => open_tree(&bytes, &json_path, &data_dir, options)?,
+        None => open_tree(bytes, &json_path, &data_dir, options)?,
     };
-    drop(bytes);
+    drop(quoted);
+    drop(mapped);
     let task = match head.task.as_deref().unwrap_or("tensor") {
         "tensor" => Task::Tensor,
         _ if head.any_md5 => Task::Md5,
@@ -212,6 +232,35 @@ struct Parsed {
     level: Option<String>,
     entries: Vec<Entry>,
     any_md5: bool,
+    shared: Interner,
+}
+
+/// One copy of each index, operator type and shape of a dump, shared by its entries (a
+/// million entries repeat a few hundred of them; docs/performance.md).
+#[derive(Default)]
+struct Interner {
+    texts: HashSet<Arc<str>>,
+    shapes: HashSet<Arc<[usize]>>,
+}
+
+impl Interner {
+    fn text(&mut self, s: &str) -> Arc<str> {
+        if let Some(t) = self.texts.get(s) {
+            return t.clone();
+        }
+        let t: Arc<str> = s.into();
+        self.texts.insert(t.clone());
+        t
+    }
+
+    fn shape(&mut self, s: &[usize]) -> Arc<[usize]> {
+        if let Some(t) = self.shapes.get(s) {
+            return t.clone();
+        }
+        let t: Arc<[usize]> = s.into();
+        self.shapes.insert(t.clone());
+        t
+    }
 }
 
 /// `dump.json` parsed whole into a tree, then walked (the reference behaviour `stream` keeps).
@@ -235,9 +284,11 @@ fn open_tree(
             .map(str::to_string),
         entries: Vec::new(),
         any_md5: false,
+        shared: Interner::default(),
     };
     for (order, (place, rec)) in data.iter().enumerate() {
-        walk_record(json_path, data_dir, options, order, place, rec, &mut p)?;
+        let rec = Node::of_value(rec);
+        walk_record(json_path, data_dir, options, order, place, &rec, &mut p)?;
     }
     Ok(p)
 }
@@ -249,17 +300,18 @@ fn walk_record(
     options: &OpenOptions,
     order: usize,
     place: &str,
-    rec: &Value,
+    rec: &Node,
     p: &mut Parsed,
 ) -> Result<()> {
-    let op = op_type(place);
+    let op = op_type(place).map(|o| p.shared.text(&o));
+    let place_name: Arc<str> = place.into();
     // msprobe's debug task (`debug.json`, `msprobe.save`): `{name}.{count}.debug` holds the
     // saved value itself, a tensor or a nested structure of them.
     if place.ends_with(".debug") {
         let mut ctx = Walk {
             json_path,
             data_dir,
-            place,
+            place: &place_name,
             role: Role::Debug,
             label: "debug",
             order,
@@ -267,16 +319,19 @@ fn walk_record(
             options,
             out: &mut p.entries,
             any_md5: &mut p.any_md5,
+            shared: &mut p.shared,
         };
         return ctx.walk(rec, String::new(), 0);
     }
-    let rec = rec.as_object().ok_or_else(|| {
-        DumpError::new(json_path, ErrorKind::Json("entry is not an object".into()))
-            .with_entry(place)
-    })?;
+    let Node::Object(rec) = rec else {
+        return Err(
+            DumpError::new(json_path, ErrorKind::Json("entry is not an object".into()))
+                .with_entry(place),
+        );
+    };
     for (key, v) in rec {
         // The role's spelling in tensor names (msprobe's file names say `input`, `kwargs`).
-        let label = match key.as_str() {
+        let label = match &**key {
             "input_args" => "input",
             "input_kwargs" => "kwargs",
             k => k,
@@ -290,7 +345,7 @@ fn walk_record(
         let mut ctx = Walk {
             json_path,
             data_dir,
-            place,
+            place: &place_name,
             role,
             label,
             order,
@@ -298,6 +353,7 @@ fn walk_record(
             options,
             out: &mut p.entries,
             any_md5: &mut p.any_md5,
+            shared: &mut p.shared,
         };
         ctx.walk(v, String::new(), 0)?;
     }
@@ -310,7 +366,11 @@ fn walk_record(
 /// first walk error is kept and reported only when the whole document parses, as the tree
 /// path would report the parse error first.
 mod stream {
-    use super::{walk_record, DumpError, ErrorKind, OpenOptions, Parsed, Path, Result, Value};
+    use super::super::guard::ReleaseBehind;
+    use super::super::json_tree::Text;
+    use super::{
+        walk_record, DumpError, ErrorKind, Interner, Node, OpenOptions, Parsed, Path, Result, Value,
+    };
     use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
     use std::collections::HashSet;
     use std::fmt;
@@ -327,6 +387,7 @@ mod stream {
         /// `data` was seen holding an object (the last `data` key decides in the tree).
         data_object: bool,
         data_keys: usize,
+        release: Option<ReleaseBehind<'a>>,
     }
 
     /// `None`: the document has duplicate keys where they matter; use the tree.
@@ -335,6 +396,7 @@ mod stream {
         json_path: &Path,
         data_dir: &Path,
         options: &OpenOptions,
+        release: Option<ReleaseBehind>,
     ) -> Option<Result<Parsed>> {
         let mut st = State {
             json_path,
@@ -345,12 +407,14 @@ mod stream {
                 level: None,
                 entries: Vec::new(),
                 any_md5: false,
+                shared: Interner::default(),
             },
             first_err: None,
             places: HashSet::new(),
             duplicate: false,
             data_object: false,
             data_keys: 0,
+            release,
         };
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let parsed = Top(&mut st).deserialize(&mut de).and_then(|()| de.end());
@@ -467,8 +531,11 @@ mod stream {
             let st = self.0;
             st.data_object = true;
             let mut order = 0;
-            while let Some(place) = m.next_key::<std::borrow::Cow<'de, str>>()? {
-                let rec: Value = m.next_value()?;
+            while let Some(Text(place)) = m.next_key::<Text<'de>>()? {
+                if let (Some(r), std::borrow::Cow::Borrowed(p)) = (&mut st.release, &place) {
+                    r.reached(p.as_ptr());
+                }
+                let rec: Node<'de> = m.next_value()?;
                 if !st.places.insert(hash(&place)) {
                     st.duplicate = true;
                 }
@@ -516,24 +583,25 @@ pub fn raw_records(dump_json: &Path) -> Result<serde_json::Map<String, Value>> {
 struct Walk<'a> {
     json_path: &'a Path,
     data_dir: &'a Path,
-    place: &'a str,
+    place: &'a Arc<str>,
     role: Role,
     label: &'a str,
     order: usize,
-    op: &'a Option<String>,
+    op: &'a Option<Arc<str>>,
     options: &'a OpenOptions,
     out: &'a mut Vec<Entry>,
     any_md5: &'a mut bool,
+    shared: &'a mut Interner,
 }
 
 impl Walk<'_> {
-    fn walk(&mut self, v: &Value, index: String, depth: usize) -> Result<()> {
+    fn walk(&mut self, v: &Node, index: String, depth: usize) -> Result<()> {
         if depth > 32 {
             return Err(DumpError::new(
                 self.json_path,
                 ErrorKind::Json("nested too deeply".into()),
             )
-            .with_entry(self.place));
+            .with_entry(&**self.place));
         }
         let sub = |i: &str| {
             if index.is_empty() {
@@ -543,16 +611,16 @@ impl Walk<'_> {
             }
         };
         match v {
-            Value::Array(items) => {
+            Node::Array(items) => {
                 for (i, x) in items.iter().enumerate() {
                     self.walk(x, sub(&i.to_string()), depth + 1)?;
                 }
             }
-            Value::Object(o) if o.contains_key("dtype") && o.contains_key("shape") => {
-                self.tensor(o, index)?;
+            Node::Object(_) if v.get("dtype").is_some() && v.get("shape").is_some() => {
+                self.tensor(v, index)?;
             }
-            Value::Object(o) if o.get("type").is_some() => {} // int, slice, dtype, ... : not tensors
-            Value::Object(o) => {
+            Node::Object(_) if v.get("type").is_some() => {} // int, slice, dtype, ... : not tensors
+            Node::Object(o) => {
                 for (k, x) in o {
                     self.walk(x, sub(k), depth + 1)?;
                 }
@@ -562,7 +630,7 @@ impl Walk<'_> {
         Ok(())
     }
 
-    fn tensor(&mut self, o: &serde_json::Map<String, Value>, index: String) -> Result<()> {
+    fn tensor(&mut self, o: &Node, index: String) -> Result<()> {
         // Named as msprobe's compare names it: keyword arguments are inputs
         // (`...forward.input.attn_mask`); the role stays `kwargs`.
         let io = if self.label == "kwargs" {
@@ -576,29 +644,34 @@ impl Walk<'_> {
             (_, true) => format!("{}.{io}.0", self.place),
             (_, false) => format!("{}.{io}.{index}", self.place),
         };
-        let index = if index.is_empty() { "0".into() } else { index };
+        let index = self
+            .shared
+            .text(if index.is_empty() { "0" } else { &index });
         let bad = |m: String| {
             DumpError::new(self.json_path, ErrorKind::Json(m)).with_entry(fallback.clone())
         };
         let dtype_s = o.get("dtype").and_then(|d| d.as_str()).unwrap_or("");
         let dtype = DType::parse(dtype_s);
-        let shape: Option<Vec<usize>> = o.get("shape").and_then(|s| s.as_array()).and_then(|a| {
-            a.iter()
+        let dims: Option<Vec<usize>> = match o.get("shape") {
+            Some(Node::Array(a)) => a
+                .iter()
                 .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
-                .collect()
-        });
-        if shape.is_none() {
-            return Err(bad("`shape` is not a list of sizes".into()));
-        }
-        let stats = RecordedStats {
-            max: o.get("Max").and_then(json_f64),
-            min: o.get("Min").and_then(json_f64),
-            mean: o.get("Mean").and_then(json_f64),
-            norm: o.get("Norm").and_then(json_f64),
+                .collect(),
+            _ => None,
         };
-        let checksum = o.get("md5").and_then(|m| m.as_str()).map(str::to_string);
+        let Some(dims) = dims else {
+            return Err(bad("`shape` is not a list of sizes".into()));
+        };
+        let shape = Some(self.shared.shape(&dims));
+        let stats = RecordedStats::new(
+            o.get("Max").and_then(Node::as_f64),
+            o.get("Min").and_then(Node::as_f64),
+            o.get("Mean").and_then(Node::as_f64),
+            o.get("Norm").and_then(Node::as_f64),
+        );
+        let checksum = o.get("md5").and_then(Node::as_str).map(Box::from);
         *self.any_md5 |= checksum.is_some();
-        let (name, source) = match o.get("data_name").and_then(|d| d.as_str()) {
+        let (name, source) = match o.get("data_name").and_then(Node::as_str) {
             Some(dn) => {
                 let file = resolve_inside(self.data_dir, dn, self.options.allow_symlinks)
                     .map_err(|e| e.with_entry(fallback.clone()))?;
@@ -623,8 +696,8 @@ impl Walk<'_> {
             );
         }
         self.out.push(Entry {
-            name,
-            place: self.place.to_string(),
+            name: name.into(),
+            place: self.place.clone(),
             role: self.role,
             index,
             order: self.order,
@@ -698,6 +771,78 @@ mod tests {
             op_type("Functional.silu.1.backward").as_deref(),
             Some("silu")
         );
+    }
+
+    /// A statistics dump.json of `records` calls (~420 bytes each), `tail` appended inside
+    /// `data` after them.
+    fn big_dump_json(records: usize, tail: &str) -> String {
+        let mut s =
+            String::from("{\n \"task\": \"statistics\",\n \"level\": \"L1\",\n \"data\": {\n");
+        for i in 0..records {
+            let max = i % 7;
+            s.push_str(&format!(
+                "  \"Functional.linear.{i}.forward\": {{\"input_args\": [{{\"type\": \"torch.Tensor\", \
+                 \"dtype\": \"torch.float32\", \"shape\": [4, {w}], \"Max\": {max}.5, \"Min\": -1.25, \
+                 \"Mean\": 0.{i}, \"Norm\": {i}.75, \"requires_grad\": false}}], \"output\": [{{\"type\": \
+                 \"torch.Tensor\", \"dtype\": \"torch.bfloat16\", \"shape\": [4, {w}], \"Max\": 2.0, \
+                 \"Min\": -2.0, \"Mean\": 0.5, \"Norm\": 8.0, \"requires_grad\": true}}]}},\n",
+                w = i % 5 + 1
+            ));
+        }
+        s.push_str(tail);
+        s
+    }
+
+    /// Writes `text` as `dir/dump.json`, dated an hour ago so it is mapped, not read (a file
+    /// that is still settling is read into memory).
+    fn write_settled(dir: &Path, text: &str) {
+        let p = dir.join("dump.json");
+        std::fs::write(&p, text).unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+
+    /// A dump.json larger than the release step, mapped and given back behind the parser,
+    /// reads the same entries as the same file read into memory; so does one with a Python
+    /// `NaN` (parsed from a quoted copy), and a syntax error near the end is reported at the
+    /// same line and column (counted over pages given back, which fault in again).
+    #[test]
+    fn mapped_dump_json_reads_as_a_read_one() {
+        let t = tempfile::tempdir().unwrap();
+        let (mapped, read) = (t.path().join("mapped"), t.path().join("read"));
+        std::fs::create_dir_all(&mapped).unwrap();
+        std::fs::create_dir_all(&read).unwrap();
+        let plain = big_dump_json(150_000, "  \"end\": {}\n }\n}\n");
+        assert!(plain.len() > 40 << 20);
+        let nan = plain.replacen("\"Max\": 3.5", "\"Max\": NaN", 1);
+        for text in [plain, nan] {
+            write_settled(&mapped, &text);
+            std::fs::write(read.join("dump.json"), &text).unwrap(); // fresh: read, not mapped
+            let a = open(&mapped, &OpenOptions::default()).unwrap();
+            let b = open(&read, &OpenOptions::default()).unwrap();
+            assert_eq!(a.entries.len(), 300_000);
+            assert_eq!(b.entries.len(), 300_000);
+            for (x, y) in a.entries.iter().zip(&b.entries) {
+                assert_eq!(format!("{x:?}"), format!("{y:?}"));
+            }
+        }
+        let broken = big_dump_json(150_000, "  \"end\": {\"output\": [1, 2}\n }\n}\n");
+        write_settled(&mapped, &broken);
+        std::fs::write(read.join("dump.json"), &broken).unwrap();
+        let ea = open(&mapped, &OpenOptions::default())
+            .unwrap_err()
+            .to_string();
+        let eb = open(&read, &OpenOptions::default())
+            .unwrap_err()
+            .to_string();
+        let line = format!("line {}", broken.lines().count() - 2);
+        assert!(ea.contains(&line), "{ea}");
+        assert_eq!(ea.replace("mapped", "read"), eb);
     }
 
     #[test]

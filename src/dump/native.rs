@@ -100,20 +100,17 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
             (None, None) => Source::Absent("no file recorded".into()),
         };
         entries.push(Entry {
-            name: e.name,
-            place: e.place,
+            name: e.name.into(),
+            place: e.place.into(),
             role: Role::from_key(&e.role),
-            index: e.index,
+            index: e.index.into(),
             order: e.order,
-            op_type: e.op_type,
+            op_type: e.op_type.map(Into::into),
             dtype: Some(dtype),
-            shape: Some(e.shape),
-            stats: e.stats.map(|s| RecordedStats {
-                max: s.max,
-                min: s.min,
-                mean: s.mean,
-                norm: s.norm,
-            }),
+            shape: Some(e.shape.into()),
+            stats: e
+                .stats
+                .map(|s| RecordedStats::new(s.max, s.min, s.mean, s.norm)),
             checksum: None,
             source,
         });
@@ -135,7 +132,7 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
 
 /// Maps a raw tensor file, checking its size against the manifest's dtype and shape.
 pub fn read_raw(path: &Path, e: &Entry) -> Result<Tensor> {
-    let (Some(dtype), Some(shape)) = (e.dtype, e.shape.clone()) else {
+    let (Some(dtype), Some(shape)) = (e.dtype, e.shape.as_deref().map(<[usize]>::to_vec)) else {
         return err(
             path,
             ErrorKind::Header("raw tensor without dtype and shape".into()),

@@ -80,11 +80,11 @@ pub fn place_summaries(c: &Comparison) -> Vec<PlaceSummary> {
                 .unwrap_or(outs[0]);
             let m = worst.metrics.as_ref();
             PlaceSummary {
-                name: worst.place.clone(),
+                name: worst.place.to_string(),
                 metrics: PlaceMetrics {
                     order: worst.order,
-                    tensor: worst.name.clone(),
-                    op_type: worst.op_type.clone(),
+                    tensor: worst.name.to_string(),
+                    op_type: worst.op_type.as_deref().map(str::to_string),
                     rel_l2_err: verdict::pair_err(worst).and_then(finite),
                     cosine: m.and_then(|m| finite(m.cosine)),
                     max_abs_err: m.and_then(|m| finite(m.max_abs_err)),
@@ -455,7 +455,7 @@ pub fn check(
         .analysis
         .ranked
         .iter()
-        .filter(|k| !places.iter().any(|p| p.ignored && p.name == k.name))
+        .filter(|k| !places.iter().any(|p| p.ignored && *p.name == *k.name))
         .cloned()
         .collect();
     CheckReport {

@@ -65,7 +65,7 @@ fn series(run: &Run, factor: f64) -> Series {
             .filter(|&i| c.pairs[i].role == crate::dump::Role::Output)
             .collect();
         let pool = if outputs.is_empty() { &stats } else { &outputs };
-        let bound = |i: usize| c.pairs[i].stats_diff.and_then(|d| d.norm_rel_diff);
+        let bound = |i: usize| c.pairs[i].stats_diff.and_then(|d| d.norm_rel_diff());
         let Some(i) = pool
             .iter()
             .copied()
@@ -111,7 +111,7 @@ pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, runs: &[Run]) -> 
             r.comparison
                 .pairs
                 .iter()
-                .map(|p| (p.order, p.place.clone()))
+                .map(|p| (p.order, p.place.to_string()))
         })
         .collect();
     let x_lo = names.keys().next().copied().unwrap_or(0) as f64;

@@ -56,7 +56,7 @@ fn pairs_json(c: &Comparison, tree: &Hierarchy) -> Vec<Value> {
                 m.remove("hist_abs_err");
                 m.remove("hist_rel_err");
                 m.retain(|_, x| !x.is_null());
-                let node = tree.place_node.get(&p.place).copied().unwrap_or(0);
+                let node = tree.place_node.get(&*p.place).copied().unwrap_or(0);
                 m.insert("node".into(), node.into());
             }
             v
@@ -99,7 +99,7 @@ fn closeup_pairs(c: &Comparison) -> Vec<usize> {
     idx.sort_by(|&a, &b| err(b).total_cmp(&err(a)));
     idx.truncate(WORST_N);
     if let Some(f) = &c.analysis.first_divergence {
-        if let Some(i) = c.pairs.iter().position(|p| p.name == f.tensor) {
+        if let Some(i) = c.pairs.iter().position(|p| *p.name == *f.tensor) {
             if !idx.contains(&i) {
                 idx.insert(0, i);
             }
@@ -122,7 +122,7 @@ pub fn render(reference: &Dump, runs: &[Run], devs: &[&Dump]) -> anyhow::Result<
                 .iter()
                 .map(|p| {
                     (
-                        reference.entries[p.reference].name.as_str(),
+                        &*reference.entries[p.reference].name,
                         (p.reference, p.candidate),
                     )
                 })
@@ -131,7 +131,7 @@ pub fn render(reference: &Dump, runs: &[Run], devs: &[&Dump]) -> anyhow::Result<
                 let p = &c.pairs[k];
                 let hist = histogram::png(p, HIST_SIZE).map(|b| png_uri(&b));
                 let heat = by_name
-                    .get(p.name.as_str())
+                    .get(&*p.name)
                     .ok_or_else(|| anyhow::anyhow!("{} is not in the dumps", p.name))
                     .and_then(|&(a, b)| {
                         heatmap::load(reference, &reference.entries[a], dev, &dev.entries[b])

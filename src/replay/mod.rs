@@ -128,7 +128,7 @@ impl<'a> Side<'a> {
             .entries
             .iter()
             .enumerate()
-            .map(|(i, e)| (e.name.as_str(), i))
+            .map(|(i, e)| (&*e.name, i))
             .collect();
         Ok(Side {
             dump,

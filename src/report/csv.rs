@@ -54,7 +54,7 @@ fn quote(s: &str) -> String {
     }
 }
 
-fn shape(s: &Option<Vec<usize>>) -> String {
+fn shape(s: &Option<std::sync::Arc<[usize]>>) -> String {
     s.as_ref().map(|s| format!("{s:?}")).unwrap_or_default()
 }
 
@@ -66,11 +66,11 @@ impl Exporter for Csv {
             let o = |x: Option<f64>| x.map(fmt_f).unwrap_or_default();
             let m = p.metrics.as_ref();
             let mut row: Vec<String> = vec![
-                p.name_dev.clone().unwrap_or_else(|| p.name.clone()),
-                p.name.clone(),
-                p.place.clone(),
+                p.name_dev.as_deref().unwrap_or(&p.name).to_string(),
+                p.name.to_string(),
+                p.place.to_string(),
                 p.role.to_string(),
-                p.index.clone(),
+                p.index.to_string(),
                 p.dtype_dev
                     .map(|d| d.name().to_string())
                     .unwrap_or_default(),

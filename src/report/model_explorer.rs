@@ -113,7 +113,7 @@ fn places(c: &Comparison) -> Vec<Place<'_>> {
     let mut by: HashMap<&str, usize> = HashMap::new();
     let mut v: Vec<Place> = Vec::new();
     for p in &c.pairs {
-        let k = *by.entry(p.place.as_str()).or_insert_with(|| {
+        let k = *by.entry(&*p.place).or_insert_with(|| {
             v.push(Place {
                 name: &p.place,
                 order: p.order,
@@ -260,7 +260,7 @@ fn graph(c: &Comparison, tree: &Hierarchy, reference: &Dump, places: &[Place]) -
 }
 
 /// Recorded statistics that identify a tensor: dtype, shape and the bits of max/min/mean/norm.
-type Fingerprint = (String, Vec<usize>, [u64; 4]);
+type Fingerprint = (String, std::sync::Arc<[usize]>, [u64; 4]);
 
 fn fingerprint(e: &Entry) -> Option<Fingerprint> {
     let s = e.stats?;
@@ -268,7 +268,7 @@ fn fingerprint(e: &Entry) -> Option<Fingerprint> {
     Some((
         e.dtype?.name().to_string(),
         e.shape.clone()?,
-        [f(s.max)?, f(s.min)?, f(s.mean)?, f(s.norm)?],
+        [f(s.max())?, f(s.min())?, f(s.mean())?, f(s.norm())?],
     ))
 }
 
@@ -276,7 +276,7 @@ fn fingerprint(e: &Entry) -> Option<Fingerprint> {
 fn edges(reference: &Dump, places: &[Place]) -> HashMap<String, (Vec<Value>, &'static str)> {
     let mut by_place: HashMap<&str, Vec<&Entry>> = HashMap::new();
     for e in &reference.entries {
-        by_place.entry(e.place.as_str()).or_default().push(e);
+        by_place.entry(&*e.place).or_default().push(e);
     }
     let mut produced: HashMap<Fingerprint, (&str, &str)> = HashMap::new();
     let mut out = HashMap::new();
@@ -308,7 +308,7 @@ fn edges(reference: &Dump, places: &[Place]) -> HashMap<String, (Vec<Value>, &'s
         out.insert(pl.name.to_string(), (inc, how));
         for e in entries.iter().filter(|e| e.role == Role::Output) {
             if let Some(k) = fingerprint(e) {
-                produced.insert(k, (pl.name, e.index.as_str()));
+                produced.insert(k, (pl.name, &*e.index));
             }
         }
         prev = Some(pl.name);

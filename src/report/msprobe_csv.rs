@@ -142,7 +142,7 @@ fn msprobe_max_rel(p: &PairReport, m: &Metrics) -> f64 {
 /// driftscope measured over the elements (NaN when the tensor holds NaN, as torch reports).
 fn side(rec: Option<RecordedStats>, m: Option<&Metrics>, reference: bool) -> [String; 4] {
     if let Some(r) = rec {
-        return [num(r.max), num(r.min), num(r.mean), num(r.norm)];
+        return [num(r.max()), num(r.min()), num(r.mean()), num(r.norm())];
     }
     let Some(m) = m else {
         return [NA.into(), NA.into(), NA.into(), NA.into()];
@@ -162,7 +162,9 @@ impl Exporter for MsprobeCsv {
     fn serialize(&self, c: &Comparison) -> anyhow::Result<Vec<u8>> {
         let mut out = HEADER.join(",");
         out.push('\n');
-        let shape = |s: &Option<Vec<usize>>| s.as_ref().map_or(NA.into(), |s| format!("{s:?}"));
+        let shape = |s: &Option<std::sync::Arc<[usize]>>| {
+            s.as_ref().map_or(NA.into(), |s| format!("{s:?}"))
+        };
         let dtype = |d: Option<crate::dump::DType>| d.map_or(NA.into(), |d| d.name().to_string());
         for p in &c.pairs {
             let m = p.metrics.as_deref();
@@ -176,8 +178,8 @@ impl Exporter for MsprobeCsv {
             let [nmax, nmin, nmean, nnorm] = side(p.recorded_dev, m, false);
             let [bmax, bmin, bmean, bnorm] = side(p.recorded_ref, m, true);
             let row = [
-                p.name_dev.clone().unwrap_or_else(|| p.name.clone()),
-                p.name.clone(),
+                p.name_dev.as_deref().unwrap_or(&p.name).to_string(),
+                p.name.to_string(),
                 dtype(p.dtype_dev),
                 dtype(p.dtype_ref),
                 shape(&p.shape_dev),

@@ -104,7 +104,7 @@ pub fn selected_rows(c: &Comparison, rows: Rows) -> (Vec<usize>, usize) {
         .first_divergence
         .as_ref()
         .map(|f| f.tensor.as_str());
-    if let Some(i) = first.and_then(|t| c.pairs.iter().position(|p| p.name == t)) {
+    if let Some(i) = first.and_then(|t| c.pairs.iter().position(|p| &*p.name == t)) {
         keep[i] = true;
         taken += 1;
     }
@@ -187,7 +187,7 @@ pub fn render(c: &Comparison, o: TableOptions) -> String {
                     .map(fmt_f)
                     .unwrap_or("-".into()),
                 p.stats_diff
-                    .and_then(|d| d.norm_rel_diff)
+                    .and_then(|d| d.norm_rel_diff())
                     .map(|x| format!("≥{}", fmt_f(x)))
                     .unwrap_or("-".into()),
                 "-".into(),

@@ -29,7 +29,7 @@ impl Calibration {
             errors: c
                 .pairs
                 .iter()
-                .filter_map(|p| Some((p.name.clone(), pair_err(p)?)))
+                .filter_map(|p| Some((p.name.to_string(), pair_err(p)?)))
                 .collect(),
         }
     }

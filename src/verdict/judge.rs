@@ -94,7 +94,7 @@ pub fn is_weight(p: &PairReport) -> bool {
     let op = p.op_type.as_deref().unwrap_or("").to_ascii_lowercase();
     match p.role {
         Role::Parameters => true,
-        Role::Kwargs => matches!(p.index.as_str(), "weight" | "bias"),
+        Role::Kwargs => matches!(&*p.index, "weight" | "bias"),
         Role::Input => {
             p.index.split('.').next() != Some("0") && WEIGHTED_OPS.contains(&op.as_str())
         }
@@ -625,10 +625,10 @@ mod tests {
             op_type: Some(op.into()),
             dtype_ref: Some(rt),
             dtype_dev: Some(dt),
-            shape_ref: Some(a.shape.clone()),
-            shape_dev: Some(b.shape.clone()),
+            shape_ref: Some(a.shape.as_slice().into()),
+            shape_dev: Some(b.shape.as_slice().into()),
             metrics: Some(Box::new(crate::metrics::measure(&a, &b))),
-            ..PairReport::empty(&format!("{place}.{role}.{index}"), place, role)
+            ..PairReport::empty(format!("{place}.{role}.{index}"), place, role)
         }
     }
 
@@ -882,8 +882,8 @@ mod tests {
             op_type: Some("softmax".into()),
             dtype_ref: Some(DType::Float32),
             dtype_dev: Some(DType::Float32),
-            shape_ref: Some(a.shape.clone()),
-            shape_dev: Some(b.shape.clone()),
+            shape_ref: Some(a.shape.as_slice().into()),
+            shape_dev: Some(b.shape.as_slice().into()),
             metrics: Some(Box::new(m)),
             padding: Some(Box::new(pad)),
             ..PairReport::empty("S.input.0", "S", Role::Input)

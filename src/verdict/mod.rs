@@ -41,7 +41,7 @@ pub fn pair_err(p: &PairReport) -> Option<f64> {
         // A NaN difference of recorded norms (both infinite: a mask with -inf) says nothing.
         Status::Statistics => p
             .stats_diff
-            .and_then(|s| s.norm_rel_diff)
+            .and_then(|s| s.norm_rel_diff())
             .filter(|e| !e.is_nan()),
         _ => None,
     }
@@ -131,7 +131,7 @@ pub fn places(pairs: &[PairReport]) -> Vec<Vec<usize>> {
     let mut out: Vec<Vec<usize>> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for (i, p) in pairs.iter().enumerate() {
-        match index.get(p.place.as_str()) {
+        match index.get(&*p.place) {
             Some(&k) => out[k].push(i),
             None => {
                 index.insert(&p.place, out.len());
@@ -167,7 +167,7 @@ pub fn judge(
         c.reference.format.is_execution_ordered(),
     );
     let mut first = None;
-    let mut ranked = Vec::new();
+    let mut ranked = Vec::with_capacity(groups.len()); // at most one per place
     for g in &groups {
         let refs: Vec<&PairReport> = g.iter().map(|&i| &c.pairs[i]).collect();
         let j = judge.place(&refs);
@@ -199,6 +199,7 @@ pub fn judge(
             p.expected_err = pair_expected(p, opts.fp32_matmul);
         }
     }
+    drop(groups); // summarize's sort is the peak of a large run's memory
     let read = c
         .pairs
         .iter()
@@ -235,12 +236,12 @@ pub fn divergence(
 ) -> Divergence {
     Divergence {
         kind: f.kind,
-        name: p.place.clone(),
-        tensor: p.name.clone(),
+        name: p.place.to_string(),
+        tensor: p.name.to_string(),
         role: p.role,
-        op_type: p.op_type.clone(),
+        op_type: p.op_type.as_deref().map(str::to_string),
         order: p.order,
-        stack: stacks.get(&p.place).cloned(),
+        stack: stacks.get(&*p.place).cloned(),
         reason: f.reason.clone(),
         advice: f.advice.map(str::to_string),
         rel_l2_err: pair_err(p).unwrap_or(f64::NAN),
@@ -283,7 +284,7 @@ pub fn summarize(
             .collect();
         let x = ranked
             .iter()
-            .find(|r| r.name == f.name)
+            .find(|r| *r.name == *f.name)
             .map(|r| r.added.ln());
         if let Some((z, p)) = x.and_then(|x| calibrate::outlier_test(&logs, x)) {
             f.z_score = Some(z);
