@@ -1,5 +1,6 @@
 //! The fast kernel for pairs whose dtypes are exact in f32 (f32, f16, bf16, mixed): elements
-//! are decoded to f32 (exact), widened to f64 in registers, and every metric is accumulated in
+//! are decoded to f32 (exact; an f32 side whose bytes are 4-byte aligned is read in place),
+//! widened to f64 in registers, and every metric is accumulated in
 //! f64 lanes (so the per-element values are bit-identical to the scalar f64 path; only the
 //! order of the sums differs, and the AVX2 loops' sums of squares use FMA). Histogram bins come
 //! from exponent bits; the scalar code counts them in four interleaved u32 sub-histograms to
