@@ -1,5 +1,6 @@
 //! The fast kernel for pairs whose dtypes are exact in f32 (f32, f16, bf16, mixed): elements
-//! are decoded to f32 (exact), widened to f64 in registers, and every metric is accumulated in
+//! are decoded to f32 (exact; an f32 side whose bytes are 4-byte aligned is read in place),
+//! widened to f64 in registers, and every metric is accumulated in
 //! f64 lanes (so the per-element values are bit-identical to the scalar f64 path; only the
 //! order of the sums differs, and the AVX2 loops' sums of squares use FMA). Histogram bins come
 //! from exponent bits; the scalar code counts them in four interleaved u32 sub-histograms to
@@ -35,8 +36,6 @@ const JCOLS: usize = HIST_BINS + 1;
 const JOINT: usize = HIST_BINS * JCOLS;
 
 struct Scratch {
-    a: [f32; BLOCK],
-    b: [f32; BLOCK],
     bin_abs: [u8; BLOCK],
     bin_rel: [u8; BLOCK],
     h_abs: [[u32; SLOTS]; SUB],
@@ -88,9 +87,9 @@ fn run_generic(
     avx2: bool,
 ) -> Accum {
     let mut acc = Accum::default();
+    // Decoded blocks; an f32 side is read in place when it is 4-byte aligned.
+    let (mut buf_a, mut buf_b) = (vec![0f32; BLOCK], vec![0f32; BLOCK]);
     let mut s = Box::new(Scratch {
-        a: [0.0; BLOCK],
-        b: [0.0; BLOCK],
         bin_abs: [0; BLOCK],
         bin_rel: [0; BLOCK],
         h_abs: [[0; SLOTS]; SUB],
@@ -102,13 +101,23 @@ fn run_generic(
     let mut i = lo;
     while i < hi {
         let k = (hi - i).min(BLOCK);
-        decode(r.dtype, &r.data[i * rs..], &mut s.a[..k], avx2);
-        decode(d.dtype, &d.data[i * ds..], &mut s.b[..k], avx2);
-        match block(&mut acc, &mut s, k, i as u64, ctx, avx2) {
+        let ra = side(
+            r.dtype,
+            &r.data[i * rs..(i + k) * rs],
+            &mut buf_a[..k],
+            avx2,
+        );
+        let da = side(
+            d.dtype,
+            &d.data[i * ds..(i + k) * ds],
+            &mut buf_b[..k],
+            avx2,
+        );
+        match block(&mut acc, &mut s, ra, da, i as u64, ctx, avx2) {
             Some(n) => avx_n += n,
             None => {
-                let a: Vec<f64> = s.a[..k].iter().map(|&x| x as f64).collect();
-                let b: Vec<f64> = s.b[..k].iter().map(|&x| x as f64).collect();
+                let a: Vec<f64> = ra.iter().map(|&x| x as f64).collect();
+                let b: Vec<f64> = da.iter().map(|&x| x as f64).collect();
                 acc.add(&a, &b, i as u64, ctx);
             }
         }
@@ -126,7 +135,7 @@ fn run_generic(
     acc
 }
 
-/// One block of `k` elements of `s.a`, `s.b` starting at flat index `base`. `None` when the
+/// One block of elements `ra`, `da` (as many on each side) starting at flat index `base`. `None` when the
 /// block holds a NaN, an infinity or a value beyond the common range (nothing is then added:
 /// the caller sends the block to the scalar path). Otherwise the number of elements that went
 /// through the AVX2 loops (their histogram counts, `n_rel` and `ref_zero_mismatch` are in
@@ -135,12 +144,14 @@ fn run_generic(
 fn block(
     acc: &mut Accum,
     s: &mut Scratch,
-    k: usize,
+    ra: &[f32],
+    da: &[f32],
     base: u64,
     ctx: &PairContext,
     avx2: bool,
 ) -> Option<u64> {
-    let (ra, da) = (&s.a[..k], &s.b[..k]);
+    let k = ra.len();
+    let da = &da[..k];
     let (atol, rtol) = (ctx.atol, ctx.rtol);
     let eps = f32::EPSILON as f64;
     let mut s_r = [0f64; L];
@@ -305,6 +316,20 @@ fn block(
     Some(avx_done as u64)
 }
 
+/// The `out.len()` elements of `bytes` as f32: the bytes themselves where they are f32 and
+/// 4-byte aligned (a little-endian target), else decoded into `out`. In place, the two f32
+/// sides of a block are not copied (a quarter of an instruction per element pair).
+#[inline(always)]
+fn side<'a>(dtype: DType, bytes: &'a [u8], out: &'a mut [f32], avx2: bool) -> &'a [f32] {
+    if dtype == DType::Float32 && cfg!(target_endian = "little") {
+        if let Ok(x) = bytemuck::try_cast_slice::<u8, f32>(bytes) {
+            return x;
+        }
+    }
+    decode(dtype, bytes, out, avx2);
+    out
+}
+
 /// Decodes `out.len()` elements of `dtype` (f32, f16 or bf16) to f32: f16 with F16C inside the
 /// AVX2 function (`half`'s slice conversion detects the CPU's features on every call).
 #[inline(always)]
@@ -423,14 +448,62 @@ unsafe fn avx2_sides(
     true
 }
 
+/// The constants of `avx2_errors`' loop, one 32-byte vector each; the f64 ones twice, one copy
+/// per half of the loop (and the sign mask once more for `|a|`): a constant used twice per
+/// iteration is loaded into a register (one instruction), one used once is a memory operand.
+#[cfg(target_arch = "x86_64")]
+#[repr(C, align(32))]
+struct Consts {
+    absmask: [[f64; L]; 2],
+    absmask_r: [[f64; L]; 2],
+    zero: [[f64; L]; 2],
+    negzero: [[f64; L]; 2],
+    atol: [[f64; L]; 2],
+    rtol: [[f64; L]; 2],
+    eps: [[f64; L]; 2],
+    t3: [[f64; L]; 2],
+    t5: [[f64; L]; 2],
+    bias: [u16; 16],
+    one: [u16; 16],
+    top: [u16; 16],
+    joint: [u16; 16],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Consts {
+    fn new(ctx: &PairContext) -> Consts {
+        // (bin_abs, bin_rel) word pairs times (65, 1): the joint slot (`vpmaddwd`).
+        let mut joint = [1u16; 16];
+        for w in joint.iter_mut().step_by(2) {
+            *w = JCOLS as u16;
+        }
+        Consts {
+            absmask: [[f64::from_bits(i64::MAX as u64); L]; 2],
+            absmask_r: [[f64::from_bits(i64::MAX as u64); L]; 2],
+            zero: [[0.0; L]; 2],
+            negzero: [[-0.0; L]; 2],
+            atol: [[ctx.atol; L]; 2],
+            rtol: [[ctx.rtol; L]; 2],
+            eps: [[f32::EPSILON as f64; L]; 2],
+            t3: [[1e-3; L]; 2],
+            t5: [[5e-3; L]; 2],
+            bias: [(1023 + HIST_MIN_EXP - 1) as u16; 16],
+            one: [1; 16],
+            top: [HIST_BINS as u16 - 1; 16],
+            joint,
+        }
+    }
+}
+
 /// Second AVX2 pass over a clean block: the error metrics of elements `0..len / 8 * 8`, eight
 /// per iteration as two halves of four f64 lanes, with the same per-element operations as the
 /// scalar `one!` (no FMA in anything that is compared or binned, so per-element values and
 /// every count are bit-identical; the sum of squared errors uses FMA: `e * e` is rounded once
 /// instead of twice). Per iteration:
-/// - the two histogram bins of all eight elements from the high dwords of `ae` and `rel` packed
-///   into one vector (both are 0 or normal f64, never subnormal: `|ae| >= 2^-149` and
-///   `rel >= 2^-149 / 2^128` when non-zero, so a zero high dword means a zero value);
+/// - the two histogram bins of all eight elements at once, from the exponents of `ae` and `rel`
+///   packed into one vector of 16-bit words (both are 0 or normal f64, never subnormal:
+///   `|ae| >= 2^-149` and `rel >= 2^-149 / 2^128` when non-zero, so a zero exponent means a
+///   zero value); `rel` is -0.0 where the reference is 0, its sign bit giving column 64;
 /// - one increment per element in a joint (abs bin, rel bin) histogram instead of one in each:
 ///   `fold_joint` sums its rows and columns, and derives `n_rel` (column 64 is `ref == 0`) and
 ///   `ref_zero_mismatch` (column 64 outside row 0) from it.
@@ -462,28 +535,16 @@ unsafe fn avx2_errors(
     // (word 1), allclose failures (word 2). A call measures one block, at most 1024 elements,
     // 256 per lane: no carry between the words.
     let mut vcnt = _mm256_setzero_si256();
-    let absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
-    let zero = _mm256_setzero_pd();
-    let atol = _mm256_set1_pd(ctx.atol);
-    let rtol = _mm256_set1_pd(ctx.rtol);
-    let eps = _mm256_set1_pd(f32::EPSILON as f64);
-    let t3 = _mm256_set1_pd(1e-3);
-    let t5 = _mm256_set1_pd(5e-3);
-    // bin = clamp(exponent - 1023 - HIST_MIN_EXP + 1, 1, 63), 0 for 0.0, from high dwords, in
-    // unsigned saturating 16-bit arithmetic (the biased exponent E fits in the low word, the high
-    // word is 0 and stays 0): max(E -sat 972, min(E, 1)) is 0 for E = 0 (the value 0.0: never
-    // subnormal, see above), 1 for 1 <= E <= 973, E - 972 above; then at most 63.
-    let bias = _mm256_set1_epi32(1023 + HIST_MIN_EXP - 1);
-    let one = _mm256_set1_epi32(1);
-    let top = _mm256_set1_epi32(HIST_BINS as i32 - 1);
-    let none = _mm256_set1_epi32(HIST_BINS as i32);
-    let bins = |h: __m256i| {
-        let e = _mm256_srli_epi32::<20>(h);
-        let b = _mm256_max_epu16(_mm256_subs_epu16(e, bias), _mm256_min_epu16(e, one));
-        _mm256_min_epu16(b, top)
-    };
+    // The loop's constants, read through `black_box` so that the compiler cannot rebuild them
+    // (`vbroadcastsd`, one instruction per use and iteration): they stay in memory and are
+    // used as memory operands, which leaves the 16 vector registers to the accumulators (with
+    // compile-time constants, five accumulators were spilled: a load and a store each per
+    // iteration).
+    let k = std::hint::black_box(Consts::new(ctx));
+    let kd = |v: &[f64; L]| _mm256_load_pd(v.as_ptr());
+    let kw = |v: &[u16; 16]| _mm256_load_si256(v.as_ptr() as *const __m256i);
     // High dwords of two vectors of four f64 (the element order does not matter to a histogram,
-    // only that `ae`, `rel` and `z` are packed alike).
+    // only that `ae` and `rel` are packed alike).
     let hi = |x: __m256d, y: __m256d| {
         _mm256_castps_si256(_mm256_shuffle_ps::<0xDD>(
             _mm256_castpd_ps(x),
@@ -495,23 +556,23 @@ unsafe fn avx2_errors(
     while i < full {
         let (pa, pd) = (ra.as_ptr().add(i), da.as_ptr().add(i));
         macro_rules! half {
-            ($off:expr) => {{
+            ($off:expr, $h:expr) => {{
                 let a = _mm256_cvtps_pd(_mm_loadu_ps(pa.add($off)));
                 let b = _mm256_cvtps_pd(_mm_loadu_ps(pd.add($off)));
                 let e = _mm256_sub_pd(b, a);
-                let ae = _mm256_and_pd(e, absmask);
-                let aa = _mm256_and_pd(a, absmask);
+                let ae = _mm256_and_pd(e, kd(&k.absmask[$h]));
+                let aa = _mm256_and_pd(a, kd(&k.absmask_r[$h]));
                 // `ae * ae` is `e * e`, and `e` is then dead (one register less).
                 vs_e2 = _mm256_fmadd_pd(ae, ae, vs_e2);
                 vs_ae = _mm256_add_pd(vs_ae, ae);
                 vmx_ae = _mm256_max_pd(ae, vmx_ae);
-                let thr = _mm256_add_pd(atol, _mm256_mul_pd(rtol, aa));
+                let thr = _mm256_add_pd(kd(&k.atol[$h]), _mm256_mul_pd(kd(&k.rtol[$h]), aa));
                 let f = _mm256_cmp_pd::<_CMP_GT_OQ>(ae, thr);
                 // msprobe's convention: divide by f32 eps where the reference is 0.
-                let z = _mm256_cmp_pd::<_CMP_EQ_OQ>(aa, zero);
-                let rel_m = _mm256_div_pd(ae, _mm256_blendv_pd(aa, eps, z));
-                let c3 = _mm256_cmp_pd::<_CMP_LE_OQ>(rel_m, t3);
-                let c5 = _mm256_cmp_pd::<_CMP_LE_OQ>(rel_m, t5);
+                let z = _mm256_cmp_pd::<_CMP_EQ_OQ>(aa, kd(&k.zero[$h]));
+                let rel_m = _mm256_div_pd(ae, _mm256_blendv_pd(aa, kd(&k.eps[$h]), z));
+                let c3 = _mm256_cmp_pd::<_CMP_LE_OQ>(rel_m, kd(&k.t3[$h]));
+                let c5 = _mm256_cmp_pd::<_CMP_LE_OQ>(rel_m, kd(&k.t5[$h]));
                 let (c3, c5, f) = (
                     _mm256_castpd_si256(c3),
                     _mm256_castpd_si256(c5),
@@ -519,21 +580,34 @@ unsafe fn avx2_errors(
                 );
                 let c = _mm256_blend_epi16::<0b0010_0010>(c3, c5);
                 vcnt = _mm256_sub_epi16(vcnt, _mm256_blend_epi16::<0b0100_0100>(c, f));
-                let rel = _mm256_andnot_pd(z, rel_m);
+                // No relative error where the reference is 0: -0.0, which adds and compares
+                // as 0 (`vmaxpd` keeps the accumulator, `s + -0.0 == s`) and whose sign bit
+                // sends the element to the "no relative error" column below.
+                let rel = _mm256_blendv_pd(rel_m, kd(&k.negzero[$h]), z);
                 vs_rel = _mm256_add_pd(vs_rel, rel);
                 vmx_rel = _mm256_max_pd(rel, vmx_rel);
-                (ae, rel, z)
+                (ae, rel)
             }};
         }
-        let (ae0, rel0, z0) = half!(0);
-        let (ae1, rel1, z1) = half!(L);
-        let b_abs = bins(hi(ae0, ae1));
-        let b_rel = _mm256_blendv_epi8(bins(hi(rel0, rel1)), none, hi(z0, z1));
-        // joint slot = b_abs * 65 + b_rel <= 63 * 65 + 64 < JOINT
-        let j = _mm256_add_epi32(
-            _mm256_add_epi32(_mm256_slli_epi32::<6>(b_abs), b_abs),
-            b_rel,
+        let (ae0, rel0) = half!(0, 0);
+        let (ae1, rel1) = half!(L, 1);
+        // Both bins of the eight elements in one vector of 16-bit words: per element a dword
+        // whose low word is `sign|exponent` of `ae` and whose high word is that of `rel` (the
+        // high words of their high dwords, shifted right by 4). Then, per word, in unsigned
+        // saturating arithmetic: bin = min(max(E -sat 972, min(E, 1)), 63), plus 1 where the
+        // sign is set (`rel` = -0.0: E = 2048 gives 63 + 1 = 64, the "no relative error"
+        // column; every other word is below 2048).
+        let x = _mm256_srli_epi16::<4>(_mm256_blend_epi16::<0b1010_1010>(
+            _mm256_srli_epi32::<16>(hi(ae0, ae1)),
+            hi(rel0, rel1),
+        ));
+        let b = _mm256_max_epu16(
+            _mm256_subs_epu16(x, kw(&k.bias)),
+            _mm256_min_epu16(x, kw(&k.one)),
         );
+        let b = _mm256_add_epi16(_mm256_min_epu16(b, kw(&k.top)), _mm256_srli_epi16::<11>(x));
+        // joint slot = b_abs * 65 + b_rel <= 63 * 65 + 64 < JOINT
+        let j = _mm256_madd_epi16(b, kw(&k.joint));
         _mm256_storeu_si256(jj.as_mut_ptr() as *mut __m256i, j);
         for q in 0..W {
             // A load per slot instead of eight `vpextrd` into eight general registers, which
@@ -823,6 +897,116 @@ mod tests {
                 .collect();
             check(&rt_t, &tensor(dt, &d), &format!("n={n} {rt:?}/{dt:?}"));
         }
+    }
+
+    /// Pairs on and one or two ulps around the ratio thresholds (`|e| / |r|` exactly 1e-3 or
+    /// 5e-3: `r = 1000 · 2^k`, `d = 1001 · 2^k` or `1005 · 2^k`), around `t · eps` where the
+    /// reference is ±0, subnormal on either side, relative errors far above and below the
+    /// histogram's range (bins 1 and 63 on both sides of the joint histogram, and the
+    /// "no relative error" column), with a NaN/inf block among them.
+    #[test]
+    fn fast_path_matches_scalar_path_on_threshold_and_extreme_pairs() {
+        let ulps = |x: f32, k: i32| {
+            if x == 0.0 || !x.is_finite() {
+                x
+            } else {
+                f32::from_bits((x.to_bits() as i32 + k) as u32)
+            }
+        };
+        let mut r = Vec::new();
+        let mut d = Vec::new();
+        let mut push = |a: f32, b: f32| {
+            for (x, y) in [(a, b), (-a, -b), (a, -b)] {
+                r.push(x);
+                d.push(y);
+            }
+        };
+        for k in (-149..=100).step_by(3) {
+            let s = 2f32.powi(k);
+            for (num, den) in [(1001.0, 1000.0), (1005.0, 1000.0), (2002.0, 2000.0)] {
+                let (a, b) = (den * s, num * s);
+                for u in -2..=2 {
+                    push(a, ulps(b, u));
+                    push(ulps(a, u), b);
+                }
+            }
+            // the reference 0: msprobe's ratio divides by f32 eps
+            let eps = f32::EPSILON as f64;
+            for t in [1e-3, 5e-3] {
+                let b = (t * eps) as f32;
+                for u in -2..=2 {
+                    push(0.0, ulps(b, u));
+                    push(-0.0, ulps(b, u));
+                }
+            }
+            push(0.0, s);
+            push(-0.0, 0.0);
+            push(s, 0.0);
+            push(s, s);
+            push(f32::from_bits(1), s); // relative error up to 2^249: bin 63
+            push(s, ulps(s, 1)); // 2^-23 relative, tiny absolute errors: bin 1
+            push(f32::from_bits(3), f32::from_bits(1));
+        }
+        let blocks = r.len().div_ceil(BLOCK);
+        // one block with non-finite values, in the middle
+        let mid = blocks / 2 * BLOCK;
+        for (i, v) in [f32::NAN, f32::INFINITY, -f32::MAX].into_iter().enumerate() {
+            d[mid + 5 * i] = v;
+        }
+        for (rt, dt) in [
+            (DType::Float32, DType::Float32),
+            (DType::Float32, DType::Bfloat16),
+            (DType::Float32, DType::Float16),
+        ] {
+            check(
+                &tensor(rt, &r),
+                &tensor(dt, &d),
+                &format!("{} threshold pairs {rt:?}/{dt:?}", r.len()),
+            );
+        }
+    }
+
+    /// f32 sides read in place (4-byte aligned) and decoded (mapped at an odd offset): the same
+    /// counts either way, and the same as the scalar path.
+    #[test]
+    fn fast_path_matches_scalar_path_on_unaligned_f32_sides() {
+        let mut g = Rng(0x51_7cc1_b727_220a);
+        let n = 5000;
+        let r: Vec<f32> = (0..n).map(|_| reference(&mut g, 60, false)).collect();
+        let ctx = PairContext::new(DType::Float32, DType::Float32);
+        let d: Vec<f32> = r
+            .iter()
+            .map(|&a| candidate(&mut g, a, ctx.rtol, ctx.atol))
+            .collect();
+        let at = |t: Tensor, off: usize| {
+            let mut f = tempfile::tempfile().unwrap();
+            std::io::Write::write_all(&mut f, &vec![0u8; off]).unwrap();
+            std::io::Write::write_all(&mut f, &t.data).unwrap();
+            // SAFETY: a private temporary file nothing else writes to.
+            let map = unsafe { memmap2::Mmap::map(&f) }.unwrap();
+            Tensor {
+                data: Bytes::Mapped {
+                    map: std::sync::Arc::new(map),
+                    start: off,
+                    len: t.data.len(),
+                },
+                ..t
+            }
+        };
+        for (ro, dof) in [(0, 0), (1, 0), (0, 3), (2, 1)] {
+            let (rt, dt) = (
+                at(tensor(DType::Float32, &r), ro),
+                at(tensor(DType::Float32, &d), dof),
+            );
+            assert_eq!(side_in_place(&rt), ro == 0);
+            check(&rt, &dt, &format!("offsets {ro}, {dof}"));
+        }
+    }
+
+    fn side_in_place(t: &Tensor) -> bool {
+        let mut out = [0f32; 4];
+        let x = side(t.dtype, &t.data[..16], &mut out, false);
+        std::ptr::eq(x.as_ptr().cast::<u8>(), t.data.as_ptr())
     }
 
     #[test]
