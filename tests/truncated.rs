@@ -2,10 +2,10 @@
 //! while driftscope reads it must end in an error naming it, never in a crash (SIGBUS) or in
 //! numbers read from a file that is no longer there.
 
+use crate::common;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 const CHILD: &str = "DRIFTSCOPE_TRUNCATE_CHILD";
@@ -64,7 +64,7 @@ fn file_truncated_under_the_map_is_an_error_naming_it() {
         .join("rank0_step3_Functional.linear.7.forward.output.0.pt");
     write_file(&path, 8 << 20);
     age(&path);
-    let out = Command::new(std::env::current_exe().unwrap())
+    let out = common::this_test_binary()
         .args([
             "--exact",
             "truncated::truncate_child",

@@ -27,9 +27,29 @@ pub fn open(p: &std::path::Path) -> Dump {
     Dump::open(p, &OpenOptions::default()).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The release or debug binary built for the tests.
+/// The binary under test: the one cargo built for the tests, or `DRIFTSCOPE_TEST_BIN` where a
+/// cross-built binary runs under an emulator (tests/aarch64/run.sh: a wrapper calling qemu).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_driftscope"))
+    std::env::var_os("DRIFTSCOPE_TEST_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_driftscope")),
+        PathBuf::from,
+    )
+}
+
+/// A command running this test binary again (`std::env::current_exe`), through the emulator
+/// named by `DRIFTSCOPE_TEST_RUNNER` when the tests run under one (tests/aarch64/run.sh).
+pub fn this_test_binary() -> std::process::Command {
+    let exe = std::env::current_exe().unwrap();
+    let runner = std::env::var("DRIFTSCOPE_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut c = std::process::Command::new(program);
+            c.args(words).arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    }
 }
 
 /// An `.npy` file (version 1.0, C order) holding `data`, elements of `dtype` in `shape`.
