@@ -73,10 +73,10 @@ pub fn apply(c: &mut Comparison, r: &Dump, d: &Dump) -> OwnErrorCheck {
         c.analysis.replayed = Some(0);
         return check;
     }
-    let (Ok(ds), Ok(rs)) = (Side::new(d), Side::new(r)) else {
+    let places = suspects(c);
+    let (Ok(ds), Ok(rs)) = (Side::for_places(d, &places), Side::for_places(r, &places)) else {
         return check;
     };
-    let places = suspects(c);
     for place in &places {
         let rep = replay::replay_call(&ds, Some(&rs), place);
         if !rep.replayed {

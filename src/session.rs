@@ -243,8 +243,8 @@ impl Session {
             ReplayReport::default()
         } else {
             let (ds, rs) = (
-                replay::Side::new(&self.candidate)?,
-                replay::Side::new(&self.reference)?,
+                replay::Side::for_places(&self.candidate, &places)?,
+                replay::Side::for_places(&self.reference, &places)?,
             );
             replay::replay(&ds, Some(&rs), &places)
         });

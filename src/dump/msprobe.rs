@@ -565,18 +565,108 @@ mod stream {
     }
 }
 
-/// The raw `data` records of a `dump.json` (Python's NaN/Infinity quoted), keyed by place.
+/// The raw `data` records of a `dump.json` (Python's NaN/Infinity quoted), keyed by place, in
+/// the document's order: all of them, or those of the places in `only` (the others are
+/// parsed without being kept: a 100k-call dump.json makes a tree of several hundred MB).
 /// Entries skip non-tensor arguments (ints, floats, bools, dtypes); replay needs them.
-pub fn raw_records(dump_json: &Path) -> Result<serde_json::Map<String, Value>> {
+pub fn raw_records(
+    dump_json: &Path,
+    only: Option<&[String]>,
+) -> Result<serde_json::Map<String, Value>> {
+    use super::json_tree::Text;
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+    struct Top<'a>(Option<HashSet<&'a str>>);
+    struct Data<'a>(&'a Option<HashSet<&'a str>>);
+    type Records = Option<serde_json::Map<String, Value>>;
+    impl<'de> Visitor<'de> for Top<'_> {
+        type Value = Records;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<Records, A::Error> {
+            // The last `data` key decides, as in a parsed `Value`.
+            let mut data = None;
+            while let Some(k) = m.next_key::<Text<'de>>()? {
+                if k.0 == "data" {
+                    data = m.next_value_seed(Data(&self.0))?;
+                } else {
+                    m.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(data)
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Data<'_> {
+        type Value = Records;
+        fn deserialize<D: serde::Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<Records, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Data<'_> {
+        type Value = Records;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<Records, A::Error> {
+            let mut out = serde_json::Map::new();
+            while let Some(k) = m.next_key::<Text<'de>>()? {
+                if self.0.as_ref().is_none_or(|w| w.contains(&*k.0)) {
+                    out.insert(k.0.into_owned(), m.next_value::<Value>()?);
+                } else {
+                    m.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(Some(out))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut s: A,
+        ) -> std::result::Result<Records, A::Error> {
+            while s.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<Records, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<Records, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<Records, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<Records, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<Records, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> std::result::Result<Records, E> {
+            Ok(None)
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Top<'_> {
+        type Value = Records;
+        fn deserialize<D: serde::Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<Records, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
     let bytes = std::fs::read(dump_json).map_err(|e| DumpError::new(dump_json, e.into()))?;
-    let doc: Value = serde_json::from_slice(&quote_nonfinite(&bytes))
+    let quoted = quote_nonfinite(&bytes);
+    let only = only.map(|o| o.iter().map(String::as_str).collect());
+    let mut de = serde_json::Deserializer::from_slice(&quoted);
+    let data = Top(only)
+        .deserialize(&mut de)
+        .and_then(|d| de.end().map(|()| d))
         .map_err(|e| DumpError::new(dump_json, ErrorKind::Json(e.to_string())))?;
-    match doc {
-        Value::Object(mut o) => match o.remove("data") {
-            Some(Value::Object(d)) => Ok(d),
-            _ => err(dump_json, ErrorKind::Json("no `data` object".into())),
-        },
-        _ => err(dump_json, ErrorKind::Json("not an object".into())),
+    match data {
+        Some(d) => Ok(d),
+        None => err(dump_json, ErrorKind::Json("no `data` object".into())),
     }
 }
 

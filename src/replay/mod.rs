@@ -117,13 +117,22 @@ pub struct Side<'a> {
 impl<'a> Side<'a> {
     /// Prepares an msprobe dump (API level: `L1` or `mix`) for replay.
     pub fn new(dump: &'a Dump) -> anyhow::Result<Side<'a>> {
+        Side::with_places(dump, None)
+    }
+
+    /// [`Side::new`] for the calls at `places` only (the others' records are not kept).
+    pub fn for_places(dump: &'a Dump, places: &[String]) -> anyhow::Result<Side<'a>> {
+        Side::with_places(dump, Some(places))
+    }
+
+    fn with_places(dump: &'a Dump, places: Option<&[String]>) -> anyhow::Result<Side<'a>> {
         if dump.format != Format::Msprobe {
             anyhow::bail!(
                 "{}: replay needs an msprobe dump (dump.json records each call's arguments)",
                 dump.path.display()
             );
         }
-        let records = msprobe::raw_records(&dump.root.join("dump.json"))?;
+        let records = msprobe::raw_records(&dump.root.join("dump.json"), places)?;
         let by_name = dump
             .entries
             .iter()
