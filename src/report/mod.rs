@@ -158,6 +158,12 @@ impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.w.as_mut().expect("not committed").write(buf)
     }
+    // The buffer's own `write_all` (one copy), not the default loop over `write`: a pretty
+    // JSON report is written in millions of pieces of a few bytes.
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.w.as_mut().expect("not committed").write_all(buf)
+    }
     fn flush(&mut self) -> std::io::Result<()> {
         self.w.as_mut().expect("not committed").flush()
     }
