@@ -124,7 +124,7 @@ impl Progress {
         let Some(cb) = &self.callback else { return };
         let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         let step = (self.total / 100).max(1);
-        if n % step == 0 {
+        if n.is_multiple_of(step) {
             Self::call(cb, n, self.total);
         }
     }

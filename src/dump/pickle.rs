@@ -663,7 +663,7 @@ impl<'a> Machine<'a> {
 }
 
 fn pairs(v: Vec<Value>) -> R<Vec<(Value, Value)>> {
-    if v.len() % 2 != 0 {
+    if !v.len().is_multiple_of(2) {
         return Err(bad("odd number of dict items"));
     }
     let mut out = Vec::with_capacity(v.len() / 2);
