@@ -55,7 +55,7 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
 fn compare_ranks(a: &CompareArgs, m: &MultiRank) -> anyhow::Result<ExitCode> {
     let inputs = inputs(&a.dumps);
     if let Some(p) = &a.json {
-        report::write_atomic_with(p, &inputs, |w| Ok(serde_json::to_writer_pretty(w, m)?))?;
+        report::write_atomic_with(p, &inputs, |w| Ok(report::json::to_writer(w, m)?))?;
     }
     for r in &m.ranks {
         if let Some(p) = &a.csv {
@@ -113,9 +113,7 @@ pub fn bisect(a: BisectArgs) -> anyhow::Result<ExitCode> {
 
 fn bisect_ranks(a: &BisectArgs, m: &MultiRank) -> anyhow::Result<ExitCode> {
     if let Some(p) = &a.json {
-        report::write_atomic_with(p, &inputs(&a.dumps), |w| {
-            Ok(serde_json::to_writer_pretty(w, m)?)
-        })?;
+        report::write_atomic_with(p, &inputs(&a.dumps), |w| Ok(report::json::to_writer(w, m)?))?;
     }
     for r in &m.ranks {
         println!("== rank {} ==", r.rank);
@@ -209,7 +207,7 @@ fn check_ranks(a: &CheckArgs, cfg: &Compiled, o: &Options) -> anyhow::Result<Exi
     let inputs = inputs(&a.dumps);
     if let Some(p) = &a.json {
         let m = &run.result;
-        report::write_atomic_with(p, &inputs, |w| Ok(serde_json::to_writer_pretty(w, m)?))?;
+        report::write_atomic_with(p, &inputs, |w| Ok(report::json::to_writer(w, m)?))?;
     }
     let m = &run.result;
     if !(m.missing_ranks_reference.is_empty() && m.missing_ranks_candidate.is_empty()) {

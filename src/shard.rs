@@ -311,7 +311,7 @@ pub fn write_part(header: &PartHeader, m: &MultiRank, out: &mut dyn Write) -> an
     ranks.sort_by_key(|r| r.rank);
     for r in ranks {
         let mut count = Counter(0);
-        serde_json::to_writer_pretty(&mut count, r)?;
+        crate::report::json::to_writer(&mut count, r)?;
         let meta = RankMeta {
             rank: r.rank,
             bytes: count.0,
@@ -325,7 +325,7 @@ pub fn write_part(header: &PartHeader, m: &MultiRank, out: &mut dyn Write) -> an
         };
         serde_json::to_writer(&mut *out, &meta)?;
         out.write_all(b"\n")?;
-        serde_json::to_writer_pretty(&mut *out, r)?;
+        crate::report::json::to_writer(&mut *out, r)?;
         out.write_all(b"\n")?;
     }
     Ok(())
@@ -631,7 +631,7 @@ impl MergePlan {
                 diverged,
             ),
         };
-        let text = serde_json::to_string_pretty(&tail)?;
+        let text = crate::report::json::to_string(&tail)?;
         let rest = text
             .strip_prefix("{\n  \"ranks\": []")
             .ok_or_else(|| anyhow::anyhow!("the report no longer starts with its rank list"))?;
