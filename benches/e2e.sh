@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end benchmark: driftscope compare vs a read-only mmap pass vs msprobe's compare.
+# End-to-end benchmark: driftscope compare vs a read-only mmap pass, `cat` and msprobe's compare.
 #
 # usage: benches/e2e.sh [DATA_DIR]   (default target/bench-data; generated if missing)
 # env:   PY (python with torch, default the harness venv .venv-harness/bin/python)
@@ -15,6 +15,8 @@ MIB=${MIB:-1024}
 SMALL=${SMALL:-100000}
 REPS=${REPS:-3}
 MSPROBE=${MSPROBE:-1}
+# absolute: msprobe runs from a scratch folder
+MSPROBE_BIN="$(cd "$(dirname "$PY")" && pwd)/msprobe"
 BIN=target/release/driftscope
 BASE=target/release/examples/read_baseline
 cargo build --release --bin driftscope --example read_baseline >&2
@@ -37,26 +39,27 @@ med() {
 peak() { cut -d" " -f2 "$TMP/t"; }
 bytes() { du -cb "$@" | tail -1 | cut -f1; }
 
-printf '%-14s %9s %10s %9s %10s %7s %9s %8s\n' dataset MiB drift_s drift_GBps base_GBps ratio rss_MiB msprobe_x
+printf '%-14s %9s %10s %9s %10s %7s %9s %9s %9s %8s\n' dataset MiB drift_s drift_GBps base_GBps ratio cat_GBps ratio_cat rss_MiB msprobe_x
 for ds in msprobe_fp32 msprobe_bf16 native_fp32 native_bf16; do
   R=$D/${ds}_ref; C=$D/${ds}_dev
   b=$(bytes "$R" "$C")
   find "$R" "$C" -type f -exec cat {} + >/dev/null   # warm the page cache
   tb=$(med "$BASE" "$R" "$C")
+  tc=$(med bash -c "find '$R' '$C' -type f -exec cat {} + >/dev/null")
   td=$(med "$BIN" compare "$R" "$C" --json "$TMP/o.json")
   rss=$(($(peak) / 1024))
   mx=-
-  if [ "$MSPROBE" = 1 ] && [ "${ds#msprobe}" != "$ds" ] && command -v "$(dirname "$PY")/msprobe" >/dev/null; then
+  if [ "$MSPROBE" = 1 ] && [ "${ds#msprobe}" != "$ds" ] && [ -x "$MSPROBE_BIN" ]; then
     s=$(date +%s.%N)
-    if (cd "$TMP" && "$(dirname "$PY")/msprobe" compare -tp "$OLDPWD/$C/step0" -gp "$OLDPWD/$R/step0" -o "$TMP/ms" >"$TMP/ms.log" 2>&1); then
+    if (cd "$TMP" && "$MSPROBE_BIN" compare -tp "$OLDPWD/$C/step0" -gp "$OLDPWD/$R/step0" -o "$TMP/ms" >"$TMP/ms.log" 2>&1); then
       tm=$(echo "$(date +%s.%N) - $s" | bc)
       mx=$(echo "scale=1; $tm / $td" | bc)
     else
       mx=failed; tail -3 "$TMP/ms.log" >&2
     fi
   fi
-  awk -v ds="$ds" -v b="$b" -v td="$td" -v tb="$tb" -v rss="$rss" -v mx="$mx" 'BEGIN {
-    printf "%-14s %9.0f %10.3f %9.3f %10.3f %7.2f %9d %8s\n", ds, b/1048576, td, b/td/1e9, b/tb/1e9, tb/td, rss, mx }'
+  awk -v ds="$ds" -v b="$b" -v td="$td" -v tb="$tb" -v tc="$tc" -v rss="$rss" -v mx="$mx" 'BEGIN {
+    printf "%-14s %9.0f %10.3f %9.3f %10.3f %7.2f %9.3f %9.2f %9d %8s\n", ds, b/1048576, td, b/td/1e9, b/tb/1e9, tb/td, b/tc/1e9, tc/td, rss, mx }'
 done
 # Many small tensors: pairs per second, including dump.json parsing and matching.
 R=$D/small_ref; C=$D/small_dev

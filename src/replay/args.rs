@@ -108,6 +108,23 @@ fn parse(v: &Value, load: &dyn Fn(&str) -> R<Arr>, depth: usize) -> R<Arg> {
 
 /// Builds a call from its raw `dump.json` record, loading tensors with `load(data_name)`.
 pub fn load_call(place: &str, rec: &Value, load: &dyn Fn(&str) -> R<Arr>) -> R<Call> {
+    // No op is recomputed from nothing: without a recorded input tensor the call is not
+    // replayable, and its outputs (a whole tensor widened to f64 each) are not loaded.
+    fn has_tensor(v: &Value) -> bool {
+        match v {
+            Value::Object(o) => {
+                (o.contains_key("dtype") && o.contains_key("shape")) || o.values().any(has_tensor)
+            }
+            Value::Array(a) => a.iter().any(has_tensor),
+            _ => false,
+        }
+    }
+    if !["input_args", "input_kwargs"]
+        .iter()
+        .any(|k| rec.get(*k).is_some_and(has_tensor))
+    {
+        return Err(format!("`{place}` recorded no input tensor"));
+    }
     let op = crate::dump::msprobe::op_type(place).unwrap_or_default();
     let list = |k: &str| -> R<Vec<Arg>> {
         match rec.get(k) {
@@ -262,5 +279,43 @@ pub fn norm_dim(d: i64, ndim: usize) -> R<usize> {
         Err(format!("dimension {d} out of range for {ndim} dimensions"))
     } else {
         Ok(d2 as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call that recorded no input tensor is refused before any tensor is loaded (its output
+    /// would be widened to f64 whole for nothing); one with an input tensor loads them.
+    #[test]
+    fn a_call_without_input_tensors_loads_nothing() {
+        let rec: Value = serde_json::from_str(
+            r#"{"input_args": [{"type": "int", "value": 3}], "input_kwargs": {},
+                "output": [{"type": "torch.Tensor", "dtype": "torch.float32", "shape": [2],
+                            "data_name": "Functional.linear.0.forward.output.0.pt"}]}"#,
+        )
+        .unwrap();
+        let refuse = |name: &str| -> R<Arr> { panic!("loaded {name}") };
+        let err = load_call("Functional.linear.0.forward", &rec, &refuse).unwrap_err();
+        assert!(err.contains("recorded no input tensor"), "{err}");
+
+        let rec: Value = serde_json::from_str(
+            r#"{"input_args": [{"type": "torch.Tensor", "dtype": "torch.float32", "shape": [2],
+                                "data_name": "x.pt"}],
+                "output": [{"type": "torch.Tensor", "dtype": "torch.float32", "shape": [2],
+                            "data_name": "y.pt"}]}"#,
+        )
+        .unwrap();
+        let loaded = std::cell::RefCell::new(Vec::new());
+        let load = |name: &str| -> R<Arr> {
+            loaded.borrow_mut().push(name.to_string());
+            Ok(Arr {
+                data: ArrayD::zeros(IxDyn(&[2])),
+                dtype: DType::Float32,
+            })
+        };
+        load_call("Functional.relu.0.forward", &rec, &load).unwrap();
+        assert_eq!(*loaded.borrow(), ["x.pt", "y.pt"]);
     }
 }
