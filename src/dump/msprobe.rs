@@ -360,6 +360,38 @@ fn walk_record(
     Ok(())
 }
 
+/// Visitor methods for a value that is not an object: accepted and skipped, giving `$none`
+/// (the caller decides what a missing object means); array elements are skipped as `$skip`.
+macro_rules! accept_non_objects {
+    ($de:lifetime, $out:ty, $none:expr, $skip:ty) => {
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<$out, E> {
+            Ok($none)
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<$out, E> {
+            Ok($none)
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<$out, E> {
+            Ok($none)
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<$out, E> {
+            Ok($none)
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<$out, E> {
+            Ok($none)
+        }
+        fn visit_unit<E>(self) -> std::result::Result<$out, E> {
+            Ok($none)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<$de>>(
+            self,
+            mut s: A,
+        ) -> std::result::Result<$out, A::Error> {
+            while s.next_element::<$skip>()?.is_some() {}
+            Ok($none)
+        }
+    };
+}
+
 /// `dump.json` read as a stream: each `data` record is parsed into a small tree, walked and
 /// dropped, so the whole document never exists as a tree (a 100k-entry dump.json of 33 MB
 /// made a tree of several hundred MB). Same entries, order and errors as `open_tree`: the
@@ -439,38 +471,6 @@ mod stream {
         Some(Ok(st.parsed))
     }
 
-    /// Visitor methods for a value that is not an object: accepted and skipped (the caller
-    /// decides what a missing object means).
-    macro_rules! accept_non_objects {
-        ($de:lifetime) => {
-            fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
-                Ok(())
-            }
-            fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
-                Ok(())
-            }
-            fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
-                Ok(())
-            }
-            fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
-                Ok(())
-            }
-            fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
-                Ok(())
-            }
-            fn visit_unit<E>(self) -> std::result::Result<(), E> {
-                Ok(())
-            }
-            fn visit_seq<A: serde::de::SeqAccess<$de>>(
-                self,
-                mut s: A,
-            ) -> std::result::Result<(), A::Error> {
-                while s.next_element::<Value>()?.is_some() {}
-                Ok(())
-            }
-        };
-    }
-
     struct Top<'s, 'a>(&'s mut State<'a>);
 
     impl<'de> DeserializeSeed<'de> for Top<'_, '_> {
@@ -510,7 +510,7 @@ mod stream {
             Ok(())
         }
         // Any other top-level value: no `data` object (decided by the caller).
-        accept_non_objects!('de);
+        accept_non_objects!('de, (), (), Value);
     }
 
     struct Data<'s, 'a>(&'s mut State<'a>);
@@ -556,7 +556,7 @@ mod stream {
             }
             Ok(())
         }
-        accept_non_objects!('de);
+        accept_non_objects!('de, (), (), Value);
     }
 
     fn hash(s: &str) -> u64 {
@@ -621,31 +621,7 @@ pub fn raw_records(
             }
             Ok(Some(out))
         }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(
-            self,
-            mut s: A,
-        ) -> std::result::Result<Records, A::Error> {
-            while s.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-        fn visit_bool<E>(self, _: bool) -> std::result::Result<Records, E> {
-            Ok(None)
-        }
-        fn visit_i64<E>(self, _: i64) -> std::result::Result<Records, E> {
-            Ok(None)
-        }
-        fn visit_u64<E>(self, _: u64) -> std::result::Result<Records, E> {
-            Ok(None)
-        }
-        fn visit_f64<E>(self, _: f64) -> std::result::Result<Records, E> {
-            Ok(None)
-        }
-        fn visit_str<E>(self, _: &str) -> std::result::Result<Records, E> {
-            Ok(None)
-        }
-        fn visit_unit<E>(self) -> std::result::Result<Records, E> {
-            Ok(None)
-        }
+        accept_non_objects!('de, Records, None, IgnoredAny);
     }
     impl<'de> DeserializeSeed<'de> for Top<'_> {
         type Value = Records;
