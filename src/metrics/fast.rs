@@ -297,22 +297,23 @@ fn block(
     }
     let lim = ctx.range_limit as f32; // exact: the limit is a largest finite f32/f16/bf16
     let mut i = 0;
+    // The SIMD passes of one variant: side statistics with the clean check, then the errors.
+    // Direct calls (not function pointers), so that the side loop is inlined.
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 {
-        // SAFETY: `isa` is only `Avx512` inside `run_avx512`, whose features were detected.
-        unsafe {
-            if !avx512_sides(
+    macro_rules! simd {
+        ($sides:ident, $errors:ident) => {{
+            if !$sides(
                 ra, da, lim, &mut s_r, &mut s_d, &mut s_r2, &mut s_d2, &mut mn_r, &mut mx_r,
                 &mut mn_d, &mut mx_d,
             ) {
                 return None;
             }
             let errors = if s.tables > 1 {
-                avx512_errors::<JOINT_TABLES>
+                $errors::<JOINT_TABLES>
             } else {
-                avx512_errors::<1>
+                $errors::<1>
             };
-            i = errors(
+            errors(
                 ra,
                 da,
                 ctx,
@@ -325,39 +326,16 @@ fn block(
                 &mut fail,
                 &mut mx_ae,
                 &mut mx_rel,
-            );
-        }
+            )
+        }};
     }
+    // SAFETY: `isa` is `Avx512` only inside `run_avx512` and `Avx2` only inside `run_avx2`,
+    // whose features were detected.
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx2 {
-        // SAFETY: `isa` is only `Avx2` inside `run_avx2`, whose features were detected.
-        unsafe {
-            if !avx2_sides(
-                ra, da, lim, &mut s_r, &mut s_d, &mut s_r2, &mut s_d2, &mut mn_r, &mut mx_r,
-                &mut mn_d, &mut mx_d,
-            ) {
-                return None;
-            }
-            let errors = if s.tables > 1 {
-                avx2_errors::<JOINT_TABLES>
-            } else {
-                avx2_errors::<1>
-            };
-            i = errors(
-                ra,
-                da,
-                ctx,
-                &mut s.joint[..s.tables * JOINT],
-                &mut s_e2,
-                &mut s_ae,
-                &mut s_rel,
-                &mut w3,
-                &mut w5,
-                &mut fail,
-                &mut mx_ae,
-                &mut mx_rel,
-            );
-        }
+    match isa {
+        Isa::Avx512 => i = unsafe { simd!(avx512_sides, avx512_errors) },
+        Isa::Avx2 => i = unsafe { simd!(avx2_sides, avx2_errors) },
+        Isa::Generic => {}
     }
     if isa == Isa::Generic
         && !ra
