@@ -1,7 +1,7 @@
 //! driftscope's own layout (docs/formats.md): `driftscope.json` plus raw tensor files.
 
 use super::error::{err, DumpError, ErrorKind, Result};
-use super::paths::resolve_inside;
+use super::paths::Resolver;
 use super::tensor::{checked_numel, map_file, Tensor};
 use super::{DType, Dump, Entry, Format, OpenOptions, RecordedStats, Role, Source, Task};
 use serde::Deserialize;
@@ -72,6 +72,7 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
             )),
         );
     }
+    let files = Resolver::new(root.clone(), options.allow_symlinks);
     let mut seen = HashMap::with_capacity(m.entries.len());
     let mut entries = Vec::with_capacity(m.entries.len());
     for e in m.entries {
@@ -92,10 +93,7 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
             ))));
         }
         let source = match (&e.file, &e.skipped) {
-            (Some(f), _) => Source::Raw(
-                resolve_inside(&root, f, options.allow_symlinks)
-                    .map_err(|x| x.with_entry(&e.name))?,
-            ),
+            (Some(f), _) => Source::Raw(files.resolve(f).map_err(|x| x.with_entry(&e.name))?),
             (None, Some(why)) => Source::Absent(why.clone().into()),
             (None, None) => Source::Absent("no file recorded".into()),
         };
