@@ -2,7 +2,7 @@
 
 use super::error::{err, DumpError, ErrorKind, Result};
 use super::json_tree::Node;
-use super::paths::resolve_inside;
+use super::paths::Resolver;
 use super::{DType, Dump, Entry, Format, OpenOptions, RecordedStats, Role, Source, Task};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -71,42 +71,49 @@ fn locate(path: &Path) -> Result<PathBuf> {
 /// Python's `json` writes NaN/Infinity as bare words, which JSON parsers refuse: quote them
 /// (outside strings) so statistics of tensors holding NaN still load.
 fn quote_nonfinite(b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    // One pass; the bare words are recognised by their first byte before any comparison, and
-    // bytes are copied in runs only once a word needs quoting.
+    // Jumps between the bytes that matter (memchr): outside strings a quote or the first
+    // letter of a bare word (`-Infinity` is found by its `I`), inside them a quote or a
+    // backslash. Bytes are copied in runs only once a word needs quoting.
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0; // b[..copied] is in `out`
-    let mut in_str = false;
     let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if in_str {
-            if c == b'\\' {
-                i += 1;
-            } else if c == b'"' {
-                in_str = false;
-            }
-        } else if c == b'"' {
-            in_str = true;
-        } else {
-            let word: Option<(&[u8], &[u8])> = if c == b'-' && b[i..].starts_with(b"-Infinity") {
-                Some((b"-Infinity", b"\"-Infinity\""))
-            } else if c == b'I' && b[i..].starts_with(b"Infinity") {
-                Some((b"Infinity", b"\"Infinity\""))
-            } else if c == b'N' && b[i..].starts_with(b"NaN") {
-                Some((b"NaN", b"\"NaN\""))
+    // Outside a string.
+    while let Some(k) = memchr::memchr3(b'"', b'I', b'N', &b[i..]) {
+        i += k;
+        if b[i] != b'"' {
+            let word = if b[i] == b'I' && b[i..].starts_with(b"Infinity") {
+                let minus = i > 0 && b[i - 1] == b'-';
+                Some((i - usize::from(minus), i + 8))
+            } else if b[i] == b'N' && b[i..].starts_with(b"NaN") {
+                Some((i, i + 3))
             } else {
                 None
             };
-            if let Some((w, q)) = word {
+            if let Some((from, to)) = word {
                 let o = out.get_or_insert_with(|| Vec::with_capacity(b.len() + 64));
-                o.extend_from_slice(&b[copied..i]);
-                o.extend_from_slice(q);
-                i += w.len();
-                copied = i;
-                continue;
+                o.extend_from_slice(&b[copied..from]);
+                o.push(b'"');
+                o.extend_from_slice(&b[from..to]);
+                o.push(b'"');
+                copied = to;
             }
+            i = word.map_or(i + 1, |(_, to)| to);
+            continue;
         }
+        // Inside a string, from after its opening quote.
         i += 1;
+        let mut closed = false;
+        while let Some(k) = memchr::memchr2(b'"', b'\\', b.get(i..).unwrap_or_default()) {
+            i += k + 1;
+            if b[i - 1] == b'"' {
+                closed = true;
+                break;
+            }
+            i += 1; // the escaped byte
+        }
+        if !closed {
+            break;
+        }
     }
     match out {
         None => std::borrow::Cow::Borrowed(b), // nothing was quoted
@@ -173,7 +180,7 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
         n => Some(super::guard::map_or_read(&mut file, n, &json_path).map_err(io)?),
     };
     let bytes: &[u8] = mapped.as_ref().map_or(&[], |(m, _)| m);
-    let data_dir = root.join("dump_tensor_data");
+    let data_dir = Resolver::new(root.join("dump_tensor_data"), options.allow_symlinks);
     let quoted = quote_nonfinite(bytes);
     let mut release = mapped
         .as_ref()
@@ -183,11 +190,11 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Dump> {
         r.reached(bytes.as_ptr_range().end);
         release = None;
     }
-    let head = match stream::read(&quoted, &json_path, &data_dir, options, release) {
+    let head = match stream::read(&quoted, &json_path, &data_dir, release) {
         Some(h) => h?,
         // Duplicate keys: the tree keeps the last value at the first one's place; rare enough
         // to take the slow path that does exactly that.
-        None => open_tree(bytes, &json_path, &data_dir, options)?,
+        None => open_tree(bytes, &json_path, &data_dir)?,
     };
     drop(quoted);
     drop(mapped);
@@ -264,12 +271,7 @@ impl Interner {
 }
 
 /// `dump.json` parsed whole into a tree, then walked (the reference behaviour `stream` keeps).
-fn open_tree(
-    bytes: &[u8],
-    json_path: &Path,
-    data_dir: &Path,
-    options: &OpenOptions,
-) -> Result<Parsed> {
+fn open_tree(bytes: &[u8], json_path: &Path, data_dir: &Resolver) -> Result<Parsed> {
     let doc: Value =
         parse_json(bytes).map_err(|e| DumpError::new(json_path, ErrorKind::Json(e.to_string())))?;
     let data = doc
@@ -288,7 +290,7 @@ fn open_tree(
     };
     for (order, (place, rec)) in data.iter().enumerate() {
         let rec = Node::of_value(rec);
-        walk_record(json_path, data_dir, options, order, place, &rec, &mut p)?;
+        walk_record(json_path, data_dir, order, place, &rec, &mut p)?;
     }
     Ok(p)
 }
@@ -296,8 +298,7 @@ fn open_tree(
 /// Adds the tensors of one `data` record (`place` at position `order`) to `p`.
 fn walk_record(
     json_path: &Path,
-    data_dir: &Path,
-    options: &OpenOptions,
+    data_dir: &Resolver,
     order: usize,
     place: &str,
     rec: &Node,
@@ -316,7 +317,6 @@ fn walk_record(
             label: "debug",
             order,
             op: &op,
-            options,
             out: &mut p.entries,
             any_md5: &mut p.any_md5,
             shared: &mut p.shared,
@@ -350,7 +350,6 @@ fn walk_record(
             label,
             order,
             op: &op,
-            options,
             out: &mut p.entries,
             any_md5: &mut p.any_md5,
             shared: &mut p.shared,
@@ -401,7 +400,7 @@ mod stream {
     use super::super::guard::ReleaseBehind;
     use super::super::json_tree::Text;
     use super::{
-        walk_record, DumpError, ErrorKind, Interner, Node, OpenOptions, Parsed, Path, Result, Value,
+        walk_record, DumpError, ErrorKind, Interner, Node, Parsed, Path, Resolver, Result, Value,
     };
     use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
     use std::collections::HashSet;
@@ -409,8 +408,7 @@ mod stream {
 
     struct State<'a> {
         json_path: &'a Path,
-        data_dir: &'a Path,
-        options: &'a OpenOptions,
+        data_dir: &'a Resolver,
         parsed: Parsed,
         first_err: Option<DumpError>,
         /// Hashes of the places seen: a repeat (or a collision) sends us to the tree path.
@@ -426,14 +424,12 @@ mod stream {
     pub(super) fn read(
         bytes: &[u8],
         json_path: &Path,
-        data_dir: &Path,
-        options: &OpenOptions,
+        data_dir: &Resolver,
         release: Option<ReleaseBehind>,
     ) -> Option<Result<Parsed>> {
         let mut st = State {
             json_path,
             data_dir,
-            options,
             parsed: Parsed {
                 task: None,
                 level: None,
@@ -543,7 +539,6 @@ mod stream {
                     if let Err(e) = walk_record(
                         st.json_path,
                         st.data_dir,
-                        st.options,
                         order,
                         &place,
                         &rec,
@@ -648,13 +643,12 @@ pub fn raw_records(
 
 struct Walk<'a> {
     json_path: &'a Path,
-    data_dir: &'a Path,
+    data_dir: &'a Resolver,
     place: &'a Arc<str>,
     role: Role,
     label: &'a str,
     order: usize,
     op: &'a Option<Arc<str>>,
-    options: &'a OpenOptions,
     out: &'a mut Vec<Entry>,
     any_md5: &'a mut bool,
     shared: &'a mut Interner,
@@ -739,7 +733,9 @@ impl Walk<'_> {
         *self.any_md5 |= checksum.is_some();
         let (name, source) = match o.get("data_name").and_then(Node::as_str) {
             Some(dn) => {
-                let file = resolve_inside(self.data_dir, dn, self.options.allow_symlinks)
+                let file = self
+                    .data_dir
+                    .resolve(dn)
                     .map_err(|e| e.with_entry(fallback.clone()))?;
                 let (stem, src) = if let Some(s) = dn.strip_suffix(".pt") {
                     (s, Source::Pt(file))
@@ -909,6 +905,63 @@ mod tests {
         let line = format!("line {}", broken.lines().count() - 2);
         assert!(ea.contains(&line), "{ea}");
         assert_eq!(ea.replace("mapped", "read"), eb);
+    }
+
+    /// The first, byte-by-byte version of `quote_nonfinite`: the oracle for the memchr one.
+    fn quote_nonfinite_bytewise(b: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut in_str = false;
+        let mut i = 0;
+        while i < b.len() {
+            let c = b[i];
+            if in_str {
+                if c == b'\\' {
+                    out.push(c);
+                    i += 1;
+                    if i < b.len() {
+                        out.push(b[i]);
+                    }
+                    i += 1;
+                    continue;
+                } else if c == b'"' {
+                    in_str = false;
+                }
+            } else if c == b'"' {
+                in_str = true;
+            } else {
+                let word: Option<&[u8]> = [&b"-Infinity"[..], b"Infinity", b"NaN"]
+                    .into_iter()
+                    .find(|w| b[i..].starts_with(w));
+                if let Some(w) = word {
+                    out.push(b'"');
+                    out.extend_from_slice(w);
+                    out.push(b'"');
+                    i += w.len();
+                    continue;
+                }
+            }
+            out.push(c);
+            i += 1;
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn quote_nonfinite_matches_the_bytewise_pass(
+            parts in proptest::collection::vec(0usize..12, 0..40)
+        ) {
+            const PIECES: [&str; 12] = [
+                "\"", "\\", "I", "N", "-", "a", "Infinity", "NaN", "-Infinity", "1.5", ": ", "Na",
+            ];
+            let doc: String = parts.iter().map(|&k| PIECES[k]).collect();
+            let got = quote_nonfinite(doc.as_bytes()).into_owned();
+            let want = quote_nonfinite_bytewise(doc.as_bytes());
+            proptest::prop_assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want)
+            );
+        }
     }
 
     #[test]
