@@ -3,6 +3,8 @@
 
 use super::Exporter;
 use crate::compare::Comparison;
+use rayon::prelude::*;
+use serde::Serialize;
 use std::io::Write;
 
 /// Pretty-printed JSON of the whole comparison.
@@ -11,12 +13,75 @@ pub struct Json;
 impl Json {
     /// Writes the report to `w` as it is serialised, never holding it whole (a million
     /// statistics pairs make ~1.2 GB of JSON): the bytes of [`Exporter::serialize`].
+    ///
+    /// The pairs are most of a report and each is written on its own, so they are rendered in
+    /// parallel, a window at a time, and spliced into the text of the rest where it has an
+    /// empty `pairs` (byte for byte what [`to_writer`] writes for the whole).
     pub fn write(&self, c: &Comparison, w: &mut dyn Write) -> anyhow::Result<()> {
-        to_writer(&mut *w, c)?;
+        let rest = Comparison {
+            schema_version: c.schema_version,
+            tool_version: c.tool_version.clone(),
+            reference: c.reference.clone(),
+            candidate: c.candidate.clone(),
+            mode: c.mode,
+            pairs: Vec::new(),
+            unmatched_reference: c.unmatched_reference.clone(),
+            unmatched_candidate: c.unmatched_candidate.clone(),
+            structure: c.structure.clone(),
+            analysis: c.analysis.clone(),
+            fused_reference: c.fused_reference.clone(),
+            replay: c.replay.clone(),
+        };
+        let mut text = Vec::new();
+        to_writer(&mut text, &rest)?;
+        // Only the top level's `pairs` can be preceded by a line break and two spaces: line
+        // breaks inside strings are escaped.
+        const EMPTY_PAIRS: &[u8] = b"\n  \"pairs\": []";
+        let Some(at) = memchr::memmem::find(&text, EMPTY_PAIRS) else {
+            anyhow::bail!("internal error: the report has no top-level `pairs`");
+        };
+        let close = at + EMPTY_PAIRS.len() - 1; // the `]`
+        w.write_all(&text[..close])?;
+        for (k, window) in c.pairs.chunks(PAIRS_PER_WINDOW).enumerate() {
+            let parts = window
+                .par_chunks(PAIRS_PER_TASK)
+                .enumerate()
+                .map(|(j, chunk)| {
+                    let mut buf = Vec::new();
+                    for (i, pair) in chunk.iter().enumerate() {
+                        if k + j + i > 0 {
+                            buf.push(b',');
+                        }
+                        // An element of the top level's array: two levels in.
+                        buf.extend_from_slice(b"\n    ");
+                        let layout = Layout {
+                            depth: 2,
+                            ..Layout::default()
+                        };
+                        pair.serialize(&mut serde_json::Serializer::with_formatter(
+                            &mut buf, layout,
+                        ))?;
+                    }
+                    Ok(buf)
+                })
+                .collect::<serde_json::Result<Vec<_>>>()?;
+            for part in parts {
+                w.write_all(&part)?;
+            }
+        }
+        if !c.pairs.is_empty() {
+            w.write_all(b"\n  ")?;
+        }
+        w.write_all(&text[close..])?;
         w.write_all(b"\n")?;
         Ok(())
     }
 }
+
+/// Pairs rendered before any is written: ~20 MB of text for pairs of small tensors.
+const PAIRS_PER_WINDOW: usize = 8192;
+/// Pairs per parallel task within a window.
+const PAIRS_PER_TASK: usize = 256;
 
 impl Exporter for Json {
     fn serialize(&self, c: &Comparison) -> anyhow::Result<Vec<u8>> {
@@ -209,5 +274,43 @@ impl serde_json::ser::Formatter for Layout {
     fn end_object_value<W: ?Sized + Write>(&mut self, _: &mut W) -> std::io::Result<()> {
         self.has_value = true;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Session;
+
+    /// The spliced, parallel report is byte for byte the serial serialisation of the whole,
+    /// with no pairs, one pair, and more pairs than a window holds.
+    #[test]
+    fn spliced_report_is_the_whole_serialised() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("reference_dumps/h200/llama/msprobe");
+        let s = Session::open(
+            &root.join("cpu_fp32"),
+            &root.join("cuda_fp16_fault_silu_l1"),
+            &Default::default(),
+        )
+        .unwrap();
+        let c = s.compare(&|| {});
+        assert!(c.pairs.len() > 10);
+        let mut many = c.clone();
+        while many.pairs.len() <= PAIRS_PER_WINDOW + PAIRS_PER_TASK {
+            many.pairs.extend(c.pairs.iter().cloned());
+        }
+        let mut one = c.clone();
+        one.pairs.truncate(1);
+        let mut none = c.clone();
+        none.pairs.clear();
+        for c in [c, many, one, none] {
+            let mut whole = Vec::new();
+            to_writer(&mut whole, &c).unwrap();
+            whole.push(b'\n');
+            let mut spliced = Vec::new();
+            Json.write(&c, &mut spliced).unwrap();
+            assert!(whole == spliced, "{} pairs", c.pairs.len());
+        }
     }
 }
