@@ -17,7 +17,7 @@
 //! path, count for count.
 
 use super::decode::decode_f32;
-use super::{Accum, PairContext, BLOCK, HIST_BINS, HIST_MIN_EXP};
+use super::{Accum, Histograms, PairContext, BLOCK, HIST_BINS, HIST_MIN_EXP};
 use crate::dump::{DType, Tensor};
 
 /// f64 lanes per accumulator.
@@ -148,36 +148,73 @@ impl Isa {
 }
 
 /// Measures elements `lo..hi` of a pair of f32-exact tensors.
-pub(super) fn run(r: &Tensor, d: &Tensor, lo: usize, hi: usize, ctx: &PairContext) -> Accum {
-    run_on(Isa::chosen(), r, d, lo, hi, ctx)
+pub(super) fn run(
+    r: &Tensor,
+    d: &Tensor,
+    lo: usize,
+    hi: usize,
+    ctx: &PairContext,
+    hist: Histograms,
+) -> Accum {
+    run_on(Isa::chosen(), r, d, lo, hi, ctx, hist)
 }
 
 /// `run` with the given variant, which must be one of `Isa::available()`.
-fn run_on(isa: Isa, r: &Tensor, d: &Tensor, lo: usize, hi: usize, ctx: &PairContext) -> Accum {
+fn run_on(
+    isa: Isa,
+    r: &Tensor,
+    d: &Tensor,
+    lo: usize,
+    hi: usize,
+    ctx: &PairContext,
+    hist: Histograms,
+) -> Accum {
     match isa {
         // SAFETY (both): `isa` comes from `Isa::available`, which detected the features.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { run_avx512(r, d, lo, hi, ctx) },
+        Isa::Avx512 => unsafe { run_avx512(r, d, lo, hi, ctx, hist) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { run_avx2(r, d, lo, hi, ctx) },
-        Isa::Generic => run_generic(r, d, lo, hi, ctx, Isa::Generic),
+        Isa::Avx2 => unsafe { run_avx2(r, d, lo, hi, ctx, hist) },
+        Isa::Generic => run_generic(r, d, lo, hi, ctx, Isa::Generic, hist),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn run_avx2(r: &Tensor, d: &Tensor, lo: usize, hi: usize, ctx: &PairContext) -> Accum {
-    run_generic(r, d, lo, hi, ctx, Isa::Avx2)
+unsafe fn run_avx2(
+    r: &Tensor,
+    d: &Tensor,
+    lo: usize,
+    hi: usize,
+    ctx: &PairContext,
+    hist: Histograms,
+) -> Accum {
+    run_generic(r, d, lo, hi, ctx, Isa::Avx2, hist)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-unsafe fn run_avx512(r: &Tensor, d: &Tensor, lo: usize, hi: usize, ctx: &PairContext) -> Accum {
-    run_generic(r, d, lo, hi, ctx, Isa::Avx512)
+unsafe fn run_avx512(
+    r: &Tensor,
+    d: &Tensor,
+    lo: usize,
+    hi: usize,
+    ctx: &PairContext,
+    hist: Histograms,
+) -> Accum {
+    run_generic(r, d, lo, hi, ctx, Isa::Avx512, hist)
 }
 
 #[inline(always)]
-fn run_generic(r: &Tensor, d: &Tensor, lo: usize, hi: usize, ctx: &PairContext, isa: Isa) -> Accum {
+fn run_generic(
+    r: &Tensor,
+    d: &Tensor,
+    lo: usize,
+    hi: usize,
+    ctx: &PairContext,
+    isa: Isa,
+    hist: Histograms,
+) -> Accum {
     let mut acc = Accum::default();
     let mut s = SCRATCH.take().unwrap_or_else(Scratch::new);
     s.tables = if hi - lo >= JOINT_TABLES_FROM {
@@ -194,7 +231,7 @@ fn run_generic(r: &Tensor, d: &Tensor, lo: usize, hi: usize, ctx: &PairContext, 
         let k = (hi - i).min(BLOCK);
         let ra = side(r.dtype, &r.data[i * rs..(i + k) * rs], &mut buf_a[..k], isa);
         let da = side(d.dtype, &d.data[i * ds..(i + k) * ds], &mut buf_b[..k], isa);
-        match block(&mut acc, &mut s, ra, da, i as u64, ctx, isa) {
+        match block(&mut acc, &mut s, ra, da, i as u64, ctx, isa, hist) {
             Some(n) => avx_n += n,
             None => {
                 let a: Vec<f64> = ra.iter().map(|&x| x as f64).collect();
@@ -224,10 +261,12 @@ fn run_generic(r: &Tensor, d: &Tensor, lo: usize, hi: usize, ctx: &PairContext, 
 
 /// One block of elements `ra`, `da` (as many on each side) starting at flat index `base`. `None` when the
 /// block holds a NaN, an infinity or a value beyond the common range (nothing is then added:
-/// the caller sends the block to the scalar path). Otherwise the number of elements that went
-/// through the AVX2 loops (their histogram counts, `n_rel` and `ref_zero_mismatch` are in
-/// `s.joint`, see `fold_joint`).
+/// the caller sends the block to the scalar path). Otherwise the number of elements whose
+/// histogram counts, `n_rel` and `ref_zero_mismatch` are in `s.joint` (see `fold_joint`): those
+/// of the SIMD loops when they count histograms, else none (the loops then count `n_rel` and
+/// `ref_zero_mismatch` themselves).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn block(
     acc: &mut Accum,
     s: &mut Scratch,
@@ -236,6 +275,7 @@ fn block(
     base: u64,
     ctx: &PairContext,
     isa: Isa,
+    hist: Histograms,
 ) -> Option<u64> {
     let k = ra.len();
     let da = &da[..k];
@@ -297,6 +337,10 @@ fn block(
     }
     let lim = ctx.range_limit as f32; // exact: the limit is a largest finite f32/f16/bf16
     let mut i = 0;
+    // Without histograms, the SIMD loops' elements where the reference is 0, and of those the
+    // ones where the candidate is not.
+    #[allow(unused_mut)]
+    let mut refzero = [0u64; 2];
     // The SIMD passes of one variant: side statistics with the clean check, then the errors.
     // Direct calls (not function pointers), so that the side loop is inlined.
     #[cfg(target_arch = "x86_64")]
@@ -308,16 +352,21 @@ fn block(
             ) {
                 return None;
             }
-            let errors = if s.tables > 1 {
-                $errors::<JOINT_TABLES>
-            } else {
-                $errors::<1>
+            let tables = match hist {
+                Histograms::Count => s.tables,
+                Histograms::Skip => 1,
+            };
+            let errors = match (hist, tables) {
+                (Histograms::Skip, _) => $errors::<1, false>,
+                (Histograms::Count, 1) => $errors::<1, true>,
+                (Histograms::Count, _) => $errors::<JOINT_TABLES, true>,
             };
             errors(
                 ra,
                 da,
                 ctx,
-                &mut s.joint[..s.tables * JOINT],
+                &mut s.joint[..tables * JOINT],
+                &mut refzero,
                 &mut s_e2,
                 &mut s_ae,
                 &mut s_rel,
@@ -346,6 +395,14 @@ fn block(
         return None;
     }
     let avx_done = i;
+    let in_joint = match hist {
+        Histograms::Count => avx_done as u64,
+        Histograms::Skip => {
+            acc.n_rel += avx_done as u64 - refzero[0];
+            acc.ref_zero_mismatch += refzero[1];
+            0
+        }
+    };
     while i < full {
         for l in 0..L {
             one!(i + l, l);
@@ -359,7 +416,11 @@ fn block(
     }
     // Histograms of the elements whose bins were stored: four interleaved sub-histograms.
     let (ba, br) = (&s.bin_abs[..k], &s.bin_rel[..k]);
-    let mut i = hist_from;
+    let mut i = if hist == Histograms::Count {
+        hist_from
+    } else {
+        k
+    };
     while i + SUB <= k {
         for q in 0..SUB {
             s.h_abs[q][ba[i + q] as usize & (SLOTS - 1)] += 1;
@@ -412,7 +473,7 @@ fn block(
     acc.max_r = hi(mx_r, acc.max_r);
     acc.min_d = lo(mn_d, acc.min_d);
     acc.max_d = hi(mx_d, acc.max_d);
-    Some(avx_done as u64)
+    Some(in_joint)
 }
 
 /// The `out.len()` elements of `bytes` as f32: the bytes themselves where they are f32 and
@@ -612,11 +673,12 @@ impl Consts {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn avx2_errors<const TABLES: usize>(
+unsafe fn avx2_errors<const TABLES: usize, const HIST: bool>(
     ra: &[f32],
     da: &[f32],
     ctx: &PairContext,
     joint: &mut [u32],
+    refzero: &mut [u64; 2],
     s_e2: &mut [f64; L],
     s_ae: &mut [f64; L],
     s_rel: &mut [f64; L],
@@ -653,6 +715,8 @@ unsafe fn avx2_errors<const TABLES: usize>(
         ))
     };
     let mut jj = [0u32; W];
+    // Without histograms: per lane, elements with `ref == 0`, and of those `ae > 0`.
+    let (mut vzero, mut vzmis) = (_mm256_setzero_si256(), _mm256_setzero_si256());
     let mut i = 0;
     while i < full {
         let (pa, pd) = (ra.as_ptr().add(i), da.as_ptr().add(i));
@@ -687,11 +751,21 @@ unsafe fn avx2_errors<const TABLES: usize>(
                 let rel = _mm256_blendv_pd(rel_m, kd(&k.negzero[$h]), z);
                 vs_rel = _mm256_add_pd(vs_rel, rel);
                 vmx_rel = _mm256_max_pd(rel, vmx_rel);
+                if !HIST {
+                    // A true comparison is all ones, -1 per 64-bit lane.
+                    vzero = _mm256_sub_epi64(vzero, _mm256_castpd_si256(z));
+                    let moved = _mm256_cmp_pd::<_CMP_GT_OQ>(ae, kd(&k.zero[$h]));
+                    vzmis = _mm256_sub_epi64(vzmis, _mm256_castpd_si256(_mm256_and_pd(z, moved)));
+                }
                 (ae, rel)
             }};
         }
         let (ae0, rel0) = half!(0, 0);
         let (ae1, rel1) = half!(L, 1);
+        if !HIST {
+            i += W;
+            continue;
+        }
         // Both bins of the eight elements in one vector of 16-bit words: per element a dword
         // whose low word is `sign|exponent` of `ae` and whose high word is that of `rel` (the
         // high words of their high dwords, shifted right by 4). Then, per word, in unsigned
@@ -732,6 +806,11 @@ unsafe fn avx2_errors<const TABLES: usize>(
         w3[l] += t[4 * l] as u64;
         w5[l] += t[4 * l + 1] as u64;
         fail[l] += t[4 * l + 2] as u64;
+    }
+    for (c, v) in refzero.iter_mut().zip([vzero, vzmis]) {
+        let mut t = [0u64; L];
+        _mm256_storeu_si256(t.as_mut_ptr() as *mut __m256i, v);
+        *c += t.iter().sum::<u64>();
     }
     full
 }
@@ -839,11 +918,12 @@ unsafe fn avx512_sides(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn avx512_errors<const TABLES: usize>(
+unsafe fn avx512_errors<const TABLES: usize, const HIST: bool>(
     ra: &[f32],
     da: &[f32],
     ctx: &PairContext,
     joint: &mut [u32],
+    refzero: &mut [u64; 2],
     s_e2: &mut [f64; L],
     s_ae: &mut [f64; L],
     s_rel: &mut [f64; L],
@@ -878,6 +958,8 @@ unsafe fn avx512_errors<const TABLES: usize>(
         _mm512_setzero_si512(),
     );
     let mut jj = [0u32; W512];
+    // Without histograms: per lane, elements with `ref == 0`, and of those `ae > 0`.
+    let (mut nzero, mut nzmis) = (_mm512_setzero_si512(), _mm512_setzero_si512());
     let mut i = 0;
     while i < full {
         let (pa, pd) = (ra.as_ptr().add(i), da.as_ptr().add(i));
@@ -903,11 +985,20 @@ unsafe fn avx512_errors<const TABLES: usize>(
                 let rel = _mm512_mask_blend_pd(zm, rel_m, negzero);
                 $srel = _mm512_add_pd($srel, rel);
                 $mrel = _mm512_max_pd(rel, $mrel);
+                if !HIST {
+                    nzero = _mm512_mask_add_epi64(nzero, zm, nzero, one);
+                    let moved = zm & _mm512_cmp_pd_mask::<_CMP_GT_OQ>(ae, z);
+                    nzmis = _mm512_mask_add_epi64(nzmis, moved, nzmis, one);
+                }
                 (_mm512_castpd_si512(ae), _mm512_castpd_si512(rel))
             }};
         }
         let (ae0, rel0) = half!(0, e2_0, ae_0, rel_0, mae_0, mrel_0);
         let (ae1, rel1) = half!(8, e2_1, ae_1, rel_1, mae_1, mrel_1);
+        if !HIST {
+            i += W512;
+            continue;
+        }
         // Per element a dword: low word `sign|exponent|4 bits` of `ae`, high word that of
         // `rel`; then the bins as in `avx2_errors`.
         let hae = _mm512_permutex2var_epi32(ae0, odd, ae1);
@@ -959,6 +1050,9 @@ unsafe fn avx512_errors<const TABLES: usize>(
         for (q, x) in t.into_iter().enumerate() {
             acc[q % L] += x;
         }
+    }
+    for (c, v) in refzero.iter_mut().zip([nzero, nzmis]) {
+        *c += _mm512_reduce_add_epi64(v) as u64;
     }
     full
 }
@@ -1022,7 +1116,7 @@ mod tests {
         f == s || (f - s).abs() <= 1e-12 * scale
     }
 
-    fn same(f: &Accum, s: &Accum, what: &str) {
+    fn same(f: &Accum, s: &Accum, hist: Histograms, what: &str) {
         let counts = |a: &Accum| {
             [
                 a.n,
@@ -1046,8 +1140,10 @@ mod tests {
             ]
         };
         assert_eq!(counts(f), counts(s), "counts, {what}");
-        assert_eq!(f.hist_abs, s.hist_abs, "hist_abs, {what}");
-        assert_eq!(f.hist_rel, s.hist_rel, "hist_rel, {what}");
+        if hist == Histograms::Count {
+            assert_eq!(f.hist_abs, s.hist_abs, "hist_abs, {what}");
+            assert_eq!(f.hist_rel, s.hist_rel, "hist_rel, {what}");
+        }
         let ext = |a: &Accum| [a.max_abs, a.max_rel, a.min_r, a.max_r, a.min_d, a.max_d];
         assert_eq!(ext(f), ext(s), "extrema, {what}");
         let n = s.n as f64;
@@ -1068,13 +1164,22 @@ mod tests {
         let ctx = PairContext::new(r.dtype, d.dtype);
         let s = scalar(r, d, &ctx);
         let n = r.numel();
-        same(&run(r, d, 0, n, &ctx), &s, &format!("run, {what}"));
-        for isa in Isa::available() {
+        for hist in [Histograms::Count, Histograms::Skip] {
             same(
-                &run_on(isa, r, d, 0, n, &ctx),
+                &run(r, d, 0, n, &ctx, hist),
                 &s,
-                &format!("{isa:?}, {what}"),
+                hist,
+                &format!("run, {hist:?}, {what}"),
             );
+            // Without histograms the loops count `n_rel` and `ref_zero_mismatch` themselves.
+            for isa in Isa::available() {
+                same(
+                    &run_on(isa, r, d, 0, n, &ctx, hist),
+                    &s,
+                    hist,
+                    &format!("{isa:?}, {hist:?}, {what}"),
+                );
+            }
         }
     }
 
