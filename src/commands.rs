@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
-    let o = options::of_dumps(&a.dumps)?;
+    let mut o = options::of_dumps(&a.dumps)?;
+    o.compare.histograms = options::histograms(a.json.as_deref(), &a.parts);
     let (r, d) = (&a.dumps.reference, &a.dumps.candidate);
     if a.parts.world_size.is_some() || session::is_multi_rank(r, d, &o) {
         let sel = options::rank_selection(&a.parts)?;
@@ -74,7 +75,8 @@ fn compare_ranks(a: &CompareArgs, m: &MultiRank) -> anyhow::Result<ExitCode> {
 }
 
 pub fn bisect(a: BisectArgs) -> anyhow::Result<ExitCode> {
-    let o = options::of_dumps(&a.dumps)?;
+    let mut o = options::of_dumps(&a.dumps)?;
+    o.compare.histograms = options::histograms(a.json.as_deref(), &a.parts);
     let (r, d) = (&a.dumps.reference, &a.dumps.candidate);
     if a.parts.world_size.is_some() || session::is_multi_rank(r, d, &o) {
         let (base, sel) = (a.baseline.as_deref(), options::rank_selection(&a.parts)?);
@@ -148,7 +150,8 @@ pub fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
 
 pub fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let cfg = load_config(a.out.config.as_deref())?.compile()?;
-    let o = options::of_dumps(&a.dumps)?;
+    let mut o = options::of_dumps(&a.dumps)?;
+    o.compare.histograms = options::histograms(a.json.as_deref(), &a.parts);
     let (r, d) = (&a.dumps.reference, &a.dumps.candidate);
     if a.parts.world_size.is_some() || session::is_multi_rank(r, d, &o) {
         return check_ranks(&a, &cfg, &o);

@@ -4,7 +4,7 @@
 use crate::align::{self, padding, shapes_compatible, MatchKind};
 use crate::comparison::Analysis;
 use crate::dump::{Dump, Entry, RecordedStats, Source, Task};
-use crate::metrics;
+use crate::metrics::{self, Histograms};
 use rayon::prelude::*;
 use regex::Regex;
 
@@ -21,10 +21,20 @@ pub struct CompareOptions {
     pub noise: crate::verdict::NoiseOptions,
     /// Observed clean errors of a calibration run (`--noise`).
     pub calibration: Option<std::sync::Arc<crate::verdict::calibrate::Calibration>>,
+    /// Whether the pairs' metrics carry their error histograms (a report that plots them
+    /// needs them; verdicts do not).
+    pub histograms: Histograms,
 }
 
 /// Measures one pair of entries (loading both tensors).
-pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind) -> PairReport {
+pub fn measure_pair(
+    r: &Dump,
+    re: &Entry,
+    d: &Dump,
+    de: &Entry,
+    kind: MatchKind,
+    histograms: Histograms,
+) -> PairReport {
     let mut p = PairReport {
         name_dev: (de.name != re.name).then(|| de.name.clone()),
         index: re.index.clone(),
@@ -88,12 +98,15 @@ pub fn measure_pair(r: &Dump, re: &Entry, d: &Dump, de: &Entry, kind: MatchKind)
             p.shape_ref = Some(a.shape.as_slice().into());
             p.shape_dev = Some(b.shape.as_slice().into());
             if shapes_compatible(&a.shape, &b.shape) {
-                let mut m = metrics::measure(&a, &b);
+                let mut m = metrics::measure_with(&a, &b, histograms);
                 if m.ref_zero_mismatch > 0 {
                     m.max_abs_at_ref_zero = Some(metrics::max_abs_at_ref_zero(&a, &b));
                 }
                 p.metrics = Some(Box::new(m));
-            } else if let Some((m, pad)) = padding::measure(&a, &b) {
+            } else if let Some((mut m, pad)) = padding::measure(&a, &b) {
+                if histograms == Histograms::Skip {
+                    (m.hist_abs_err, m.hist_rel_err) = (Vec::new(), Vec::new());
+                }
                 p.metrics = Some(Box::new(m));
                 p.padding = Some(Box::new(pad));
             } else {
@@ -140,6 +153,7 @@ pub fn compare(
                 candidate,
                 &candidate.entries[p.candidate],
                 p.kind,
+                options.histograms,
             );
             progress();
             r

@@ -26,6 +26,7 @@ use crate::bisect;
 use crate::compare::{self, CompareOptions, Comparison, PairReport};
 use crate::comparison::{Divergence, DivergenceKind};
 use crate::dump::{Dump, OpenOptions, Role};
+use crate::metrics::Histograms;
 use crate::nightly::{self, baseline::Baseline, config::Compiled, CheckReport};
 use crate::own_error;
 use crate::plot::heatmap::{self, Heat};
@@ -221,7 +222,7 @@ impl Session {
             .find(|p| &*r.entries[p.reference].name == tensor)
             .ok_or_else(|| anyhow::anyhow!("no tensor `{tensor}` in both dumps"))?;
         let (re, de) = (&r.entries[p.reference], &d.entries[p.candidate]);
-        let pair = compare::measure_pair(r, re, d, de, p.kind);
+        let pair = compare::measure_pair(r, re, d, de, p.kind, Histograms::Count);
         if let Some(e) = &pair.error {
             anyhow::bail!("{tensor}: {e}");
         }

@@ -254,3 +254,34 @@ fn json_report_reads_back_whole() {
     }
     assert_eq!(serde_json::to_vec_pretty(&back).unwrap(), json);
 }
+
+/// Without histograms every pair's metrics, verdicts and the analysis are those measured with
+/// them, on the real dumps (fp32 against fp16, bf16 and the injected fault: ref == 0 elements,
+/// masked values and every verdict occur); only the two histograms are left out.
+#[test]
+fn skipping_histograms_changes_nothing_else() {
+    use driftscope::metrics::Histograms;
+    let r = open(&llama("cpu_fp32"));
+    for dev in ["cuda_fp16", "cuda_bf16", "cuda_fp16_fault_silu_l1"] {
+        let d = open(&llama(dev));
+        let with = compare(&r, &d, &CompareOptions::default(), &|| {});
+        let skip = CompareOptions {
+            histograms: Histograms::Skip,
+            ..CompareOptions::default()
+        };
+        let without = compare(&r, &d, &skip, &|| {});
+        let mut want = serde_json::to_value(&with).unwrap();
+        let got = serde_json::to_value(&without).unwrap();
+        let mut measured = 0;
+        for p in want["pairs"].as_array_mut().unwrap() {
+            if let Some(m) = p.as_object_mut() {
+                let a = m.remove("hist_abs_err");
+                let b = m.remove("hist_rel_err");
+                assert_eq!(a.is_some(), b.is_some());
+                measured += a.is_some() as usize;
+            }
+        }
+        assert!(measured > 100, "{dev}: {measured} pairs measured");
+        assert_eq!(got, want, "{dev}");
+    }
+}

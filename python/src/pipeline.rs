@@ -102,6 +102,8 @@ pub fn open_pair(
             ..NoiseOptions::default()
         },
         calibration: None,
+        // Notebooks plot the pairs' histograms.
+        ..CompareOptions::default()
     };
     if let Some(p) = &o.noise {
         let cal = Dump::open(p, &open)?;

@@ -12,6 +12,7 @@ use crate::align::{self, Alignment};
 use crate::compare::{self, CompareOptions};
 use crate::comparison::{Comparison, DumpSummary, Method, PairReport, Status};
 use crate::dump::{Dump, Role, Task};
+use crate::metrics::Histograms;
 use crate::verdict::{
     divergence, noise, pair_err, pair_expected, signal, summarize, Judge, NoiseOptions, Ranked,
     Verdict,
@@ -36,6 +37,7 @@ struct Lazy<'a> {
     cache: HashMap<usize, PairReport>,
     filter: Option<regex::Regex>,
     calibration: Option<std::sync::Arc<crate::verdict::calibrate::Calibration>>,
+    histograms: Histograms,
 }
 
 impl<'a> Lazy<'a> {
@@ -44,6 +46,7 @@ impl<'a> Lazy<'a> {
         d: &'a Dump,
         filter: Option<regex::Regex>,
         calibration: Option<std::sync::Arc<crate::verdict::calibrate::Calibration>>,
+        histograms: Histograms,
     ) -> Self {
         let al = align::align(r, d);
         let mut places: Vec<Vec<usize>> = Vec::new();
@@ -69,11 +72,12 @@ impl<'a> Lazy<'a> {
             cache: HashMap::new(),
             filter,
             calibration,
+            histograms,
         }
     }
 
     fn pair(&mut self, i: usize) -> &PairReport {
-        let (r, d, p) = (self.r, self.d, self.al.pairs[i]);
+        let (r, d, p, h) = (self.r, self.d, self.al.pairs[i], self.histograms);
         self.cache.entry(i).or_insert_with(|| {
             compare::measure_pair(
                 r,
@@ -81,6 +85,7 @@ impl<'a> Lazy<'a> {
                 d,
                 &d.entries[p.candidate],
                 p.kind,
+                h,
             )
         })
     }
@@ -287,7 +292,13 @@ pub fn run(
         c.analysis.method = Method::Exhaustive;
         return Ok(c);
     }
-    let mut lz = Lazy::new(r, d, opts.filter.clone(), opts.calibration.clone());
+    let mut lz = Lazy::new(
+        r,
+        d,
+        opts.filter.clone(),
+        opts.calibration.clone(),
+        opts.histograms,
+    );
     let n = lz.places.len();
     let o = &opts.noise;
     let u_run = run_unit_roundoff(r, d, &lz.al, o.fp32_matmul);
