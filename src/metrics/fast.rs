@@ -440,16 +440,12 @@ fn block(
     let blk_max_rel = fmax(mx_rel);
     if blk_max_abs > acc.max_abs {
         acc.max_abs = blk_max_abs;
-        let i = ra
-            .iter()
-            .zip(da)
-            .position(|(&a, &b)| (b as f64 - a as f64).abs() == blk_max_abs);
+        let i = first_hit(ra, da, |a, b| (b - a).abs() == blk_max_abs);
         acc.max_abs_at = base + i.unwrap_or(0) as u64;
     }
     if blk_max_rel > acc.max_rel {
         acc.max_rel = blk_max_rel;
-        let i = ra.iter().zip(da).position(|(&a, &b)| {
-            let (a, b) = (a as f64, b as f64);
+        let i = first_hit(ra, da, |a, b| {
             a != 0.0 && (b - a).abs() / a.abs() == blk_max_rel
         });
         acc.max_rel_at = base + i.unwrap_or(0) as u64;
@@ -474,6 +470,26 @@ fn block(
     acc.min_d = lo(mn_d, acc.min_d);
     acc.max_d = hi(mx_d, acc.max_d);
     Some(in_joint)
+}
+
+/// The first index where `hit(a, b)` holds (the values widened to f64): groups of 16 are
+/// tested whole, without an early exit, so that the test is vectorized (with a division per
+/// element for the relative error, a scalar search was a fifth of a 1024-element pair's time).
+#[inline(always)]
+fn first_hit(ra: &[f32], da: &[f32], hit: impl Fn(f64, f64) -> bool) -> Option<usize> {
+    const G: usize = 16;
+    let (ga, ta) = ra.as_chunks::<G>();
+    let (gb, tb) = da[..ra.len()].as_chunks::<G>();
+    let find = |a: &[f32], b: &[f32]| a.iter().zip(b).position(|(&x, &y)| hit(x as f64, y as f64));
+    for (k, (a, b)) in ga.iter().zip(gb).enumerate() {
+        if a.iter()
+            .zip(b)
+            .fold(false, |h, (&x, &y)| h | hit(x as f64, y as f64))
+        {
+            return find(a, b).map(|p| k * G + p);
+        }
+    }
+    find(ta, tb).map(|p| ga.len() * G + p)
 }
 
 /// The `out.len()` elements of `bytes` as f32: the bytes themselves where they are f32 and
