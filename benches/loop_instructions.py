@@ -5,9 +5,10 @@ binary's disassembly (valgrind has no AVX-512, so callgrind cannot count that pa
 usage: python3 benches/loop_instructions.py [target/release/driftscope]
 
 For each variant it finds the side-statistics loop (the one with the f32 min/max) and the
-error loop (the one with the division) and prints their instructions per iteration and per
-element pair (8 elements per AVX2 iteration, 16 per AVX-512 one). A loop is the range from a
-backward jump's target to the jump.
+error loops (the ones with the division: with histograms, which compute the joint slot with
+`vpmaddwd`, for one and for four tables, and without) and prints their instructions per
+iteration and per element pair (8 elements per AVX2 iteration, 16 per AVX-512 one). A loop is
+the range from a backward jump's target to the jump.
 """
 import re
 import subprocess
@@ -51,10 +52,18 @@ def loop_with(ins, must):
 for isa, reg, width in [("avx2", "ymm", 8), ("avx512", "zmm", 16)]:
     for what, fn, must in [("sides", rf"fast::run_{isa}$", rf"vminps.*{reg}"),
                            ("errors", rf"fast::{isa}_errors$", rf"vdivpd.*{reg}")]:
+        seen = set()
         for name, ins in functions(fn):
             body = loop_with(ins, must)
             if body:
                 ops = Counter(t.split()[0] for t in body)
-                print(f"{isa:7} {what:7} {len(body):4} instructions / {width} elements = "
+                label = what
+                if what == "errors":
+                    label = "errors+hist" if ops["vpmaddwd"] else "errors-nohist"
+                if (label, len(body)) in seen:
+                    continue
+                seen.add((label, len(body)))
+                print(f"{isa:7} {label:13} {len(body):4} instructions / {width} elements = "
                       f"{len(body) / width:5.2f} per element pair   {dict(ops.most_common(6))}")
-                break
+                if what == "sides":
+                    break
