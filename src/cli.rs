@@ -140,7 +140,8 @@ pub struct CompareArgs {
     /// The dumps.
     #[command(flatten)]
     pub dumps: DumpArgs,
-    /// Write the JSON report here (docs/report-schema.md).
+    /// Write the JSON report here (docs/report-schema.md); it holds each pair's error
+    /// histograms, which are counted only when a report needs them.
     #[arg(long, value_name = "OUT.json")]
     pub json: Option<PathBuf>,
     /// Write one CSV row per pair here (msprobe column names where they mean the same).
