@@ -13,8 +13,10 @@
 //! `target-cpu`; `DRIFTSCOPE_KERNEL` caps the choice, see `Isa`). The AVX2 and AVX-512 code
 //! make two passes over each block of 1024 elements (in L1): side statistics with the clean
 //! check, then the error metrics (in one loop for both, a third of the AVX2 instructions went
-//! to spilled registers). `tests` below checks every variant the CPU runs against the scalar
-//! path, count for count.
+//! to spilled registers). Each error loop also comes without histograms (`Histograms::Skip`,
+//! `HIST = false`): no bins, no increments, and the `ref == 0` counts the joint histogram's last
+//! column gave are counted in the loop. `tests` below checks every variant the CPU runs, in both
+//! modes, against the scalar path, count for count.
 
 use super::decode::decode_f32;
 use super::{Accum, Histograms, PairContext, BLOCK, HIST_BINS, HIST_MIN_EXP};
@@ -685,7 +687,9 @@ impl Consts {
 ///   `fold_joint` sums its rows and columns, and derives `n_rel` (column 64 is `ref == 0`) and
 ///   `ref_zero_mismatch` (column 64 outside row 0) from it.
 ///
-/// Returns the number of elements done (a multiple of 8).
+/// With `HIST` false neither bins nor increments: `refzero` gets the elements with `ref == 0`
+/// and, of those, with `ae > 0` (what `fold_joint` would have derived). Returns the number of
+/// elements done (a multiple of 8).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
@@ -929,8 +933,8 @@ unsafe fn avx512_sides(
 /// with their own accumulators, and the same per-element operations (bit-identical values and
 /// counts): comparisons go to mask registers, the three counts are masked adds to u64 lanes,
 /// "reference is 0" is a masked blend. The two bins of all sixteen elements come from one
-/// vector of 16-bit words, as in `avx2_errors` (same formula, same joint slots). Returns the
-/// number of elements done (a multiple of 16).
+/// vector of 16-bit words, as in `avx2_errors` (same formula, same joint slots; `HIST` and
+/// `refzero` as there). Returns the number of elements done (a multiple of 16).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
