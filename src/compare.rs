@@ -103,10 +103,7 @@ pub fn measure_pair(
                     m.max_abs_at_ref_zero = Some(metrics::max_abs_at_ref_zero(&a, &b));
                 }
                 p.metrics = Some(Box::new(m));
-            } else if let Some((mut m, pad)) = padding::measure(&a, &b) {
-                if histograms == Histograms::Skip {
-                    (m.hist_abs_err, m.hist_rel_err) = (Vec::new(), Vec::new());
-                }
+            } else if let Some((m, pad)) = padding::measure(&a, &b, histograms) {
                 p.metrics = Some(Box::new(m));
                 p.padding = Some(Box::new(pad));
             } else {

@@ -3,7 +3,7 @@
 //! the common region is compared and the padding described (docs/alignment.md).
 
 use crate::dump::{Bytes, Tensor};
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, Histograms, Metrics};
 use serde::{Deserialize, Serialize};
 
 /// The side of a pair whose tensor is the larger one.
@@ -97,8 +97,9 @@ fn crop(t: &Tensor, shape: &[usize], start: &[usize], region: &[usize]) -> Tenso
 
 /// Measures a pair whose shapes differ but one contains the other: the common region, placed
 /// where it fits best (padding after the data, or before it, as left-padded batches are), and
-/// the padding left over. `None` when neither shape contains the other.
-pub fn measure(r: &Tensor, d: &Tensor) -> Option<(Metrics, Padding)> {
+/// the padding left over, with or without the error histograms. `None` when neither shape
+/// contains the other.
+pub fn measure(r: &Tensor, d: &Tensor, histograms: Histograms) -> Option<(Metrics, Padding)> {
     let (side, big, small) = containment(&r.shape, &d.shape)?;
     if small.contains(&0) {
         return None;
@@ -121,8 +122,8 @@ pub fn measure(r: &Tensor, d: &Tensor) -> Option<(Metrics, Padding)> {
         }
         let region = crop(bt, &big, &start, &small);
         let m = match side {
-            Side::Reference => metrics::measure(&region, &small_t),
-            Side::Candidate => metrics::measure(&small_t, &region),
+            Side::Reference => metrics::measure_with(&region, &small_t, histograms),
+            Side::Candidate => metrics::measure_with(&small_t, &region, histograms),
         };
         let better = best
             .as_ref()
@@ -199,7 +200,7 @@ mod tests {
         // Reference 2x3; the candidate pads each row to 4 with zeros, and a row of 9s after.
         let r = tensor(&[2, 3], &[1., 2., 3., 4., 5., 6.]);
         let d = tensor(&[3, 4], &[1., 2., 3., 0., 4., 5., 6., 0., 9., 9., 9., 9.]);
-        let (m, p) = measure(&r, &d).unwrap();
+        let (m, p) = measure(&r, &d, Histograms::Count).unwrap();
         assert_eq!(m.max_abs_err, 0.0);
         assert_eq!(m.numel, 6);
         assert_eq!(p.padded, Side::Candidate);
@@ -209,13 +210,18 @@ mod tests {
         // Left padding (a left-padded batch): the region at the end fits better.
         let d = tensor(&[1, 5], &[0., 0., 1., 2., 3.]);
         let r = tensor(&[3], &[1., 2., 3.]);
-        let (m, p) = measure(&r, &d).unwrap();
+        let (m, p) = measure(&r, &d, Histograms::Count).unwrap();
         assert_eq!(m.max_abs_err, 0.0);
         assert_eq!(p.pad, vec![(2, 0)]);
         assert_eq!(p.common, vec![3]);
         // The reference may be the larger one too.
-        let (_, p) = measure(&tensor(&[4], &[1., 2., 3., 7.]), &r).unwrap();
+        let (_, p) = measure(&tensor(&[4], &[1., 2., 3., 7.]), &r, Histograms::Count).unwrap();
         assert_eq!((p.padded, p.max_abs), (Side::Reference, 7.0));
-        assert!(measure(&tensor(&[2, 3], &[0.; 6]), &tensor(&[3, 2], &[0.; 6])).is_none());
+        assert!(measure(
+            &tensor(&[2, 3], &[0.; 6]),
+            &tensor(&[3, 2], &[0.; 6]),
+            Histograms::Count
+        )
+        .is_none());
     }
 }

@@ -876,7 +876,8 @@ mod tests {
             ..tensor(DType::Float32, v)
         };
         let (a, b) = (t(&r, &[2, 4]), t(&d, &[2, 6]));
-        let (m, pad) = crate::align::padding::measure(&a, &b).unwrap();
+        let (m, pad) =
+            crate::align::padding::measure(&a, &b, crate::metrics::Histograms::Count).unwrap();
         PairReport {
             index: "0".into(),
             op_type: Some("softmax".into()),
