@@ -12,7 +12,6 @@ use crate::align::{self, Alignment};
 use crate::compare::{self, CompareOptions};
 use crate::comparison::{Comparison, DumpSummary, Method, PairReport, Status};
 use crate::dump::{Dump, Role, Task};
-use crate::metrics::Histograms;
 use crate::verdict::{
     divergence, noise, pair_err, pair_expected, signal, summarize, Judge, NoiseOptions, Ranked,
     Verdict,
@@ -35,25 +34,18 @@ struct Lazy<'a> {
     /// Alignment pair indices of each place, in execution order.
     places: Vec<Vec<usize>>,
     cache: HashMap<usize, PairReport>,
-    filter: Option<regex::Regex>,
-    calibration: Option<std::sync::Arc<crate::verdict::calibrate::Calibration>>,
-    histograms: Histograms,
+    /// The filter, calibration and histogram choice of the comparison.
+    opts: &'a CompareOptions,
 }
 
 impl<'a> Lazy<'a> {
-    fn new(
-        r: &'a Dump,
-        d: &'a Dump,
-        filter: Option<regex::Regex>,
-        calibration: Option<std::sync::Arc<crate::verdict::calibrate::Calibration>>,
-        histograms: Histograms,
-    ) -> Self {
+    fn new(r: &'a Dump, d: &'a Dump, opts: &'a CompareOptions) -> Self {
         let al = align::align(r, d);
         let mut places: Vec<Vec<usize>> = Vec::new();
         let mut index: HashMap<&str, usize> = HashMap::new();
         for (i, p) in al.pairs.iter().enumerate() {
             let e = &r.entries[p.reference];
-            if filter.as_ref().is_some_and(|f| !f.is_match(&e.name)) {
+            if opts.filter.as_ref().is_some_and(|f| !f.is_match(&e.name)) {
                 continue;
             }
             match index.get(&*e.place) {
@@ -70,14 +62,12 @@ impl<'a> Lazy<'a> {
             al,
             places,
             cache: HashMap::new(),
-            filter,
-            calibration,
-            histograms,
+            opts,
         }
     }
 
     fn pair(&mut self, i: usize) -> &PairReport {
-        let (r, d, p, h) = (self.r, self.d, self.al.pairs[i], self.histograms);
+        let (r, d, p, h) = (self.r, self.d, self.al.pairs[i], self.opts.histograms);
         self.cache.entry(i).or_insert_with(|| {
             compare::measure_pair(
                 r,
@@ -134,7 +124,7 @@ impl<'a> Lazy<'a> {
         keys.sort_unstable();
         let mut cache = self.cache;
         let pairs: Vec<PairReport> = keys.into_iter().filter_map(|k| cache.remove(&k)).collect();
-        let keep = |n: &str| self.filter.as_ref().is_none_or(|f| f.is_match(n));
+        let keep = |n: &str| self.opts.filter.as_ref().is_none_or(|f| f.is_match(n));
         Comparison {
             schema_version: compare::SCHEMA_VERSION,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -239,7 +229,7 @@ fn judge_window(
     let mut judge = Judge::new(
         o,
         u_run,
-        lz.calibration.clone(),
+        lz.opts.calibration.clone(),
         lz.r.format.is_execution_ordered(),
     );
     for k in start.saturating_sub(WARMUP)..end {
@@ -292,13 +282,7 @@ pub fn run(
         c.analysis.method = Method::Exhaustive;
         return Ok(c);
     }
-    let mut lz = Lazy::new(
-        r,
-        d,
-        opts.filter.clone(),
-        opts.calibration.clone(),
-        opts.histograms,
-    );
+    let mut lz = Lazy::new(r, d, opts);
     let n = lz.places.len();
     let o = &opts.noise;
     let u_run = run_unit_roundoff(r, d, &lz.al, o.fp32_matmul);
@@ -393,7 +377,7 @@ pub fn run(
     pairs.sort_by_key(|p| p.order);
     let mut analysis = summarize(&pairs, first, ranked, read, method, o.fp32_matmul);
     analysis.tensors_total = total;
-    if let Some(cal) = &lz.calibration {
+    if let Some(cal) = &lz.opts.calibration {
         let (margin, closest) =
             crate::verdict::calibrate::margin(&pairs, cal, o.noise_factor, o.amplification);
         analysis.calibration = Some(crate::comparison::CalibrationSummary {
