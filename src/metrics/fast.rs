@@ -149,74 +149,57 @@ impl Isa {
     }
 }
 
-/// Measures elements `lo..hi` of a pair of f32-exact tensors.
-pub(super) fn run(
-    r: &Tensor,
-    d: &Tensor,
-    lo: usize,
-    hi: usize,
-    ctx: &PairContext,
-    hist: Histograms,
-) -> Accum {
-    run_on(Isa::chosen(), r, d, lo, hi, ctx, hist)
+/// One call's work: elements `lo..hi` of a pair of f32-exact tensors, with or without the
+/// histograms.
+#[derive(Clone, Copy)]
+pub(super) struct Job<'a> {
+    pub r: &'a Tensor,
+    pub d: &'a Tensor,
+    pub lo: usize,
+    pub hi: usize,
+    pub ctx: &'a PairContext,
+    pub hist: Histograms,
+}
+
+/// Measures a job with the variant this process uses.
+pub(super) fn run(job: Job) -> Accum {
+    run_on(Isa::chosen(), job)
 }
 
 /// `run` with the given variant, which must be one of `Isa::available()`.
-fn run_on(
-    isa: Isa,
-    r: &Tensor,
-    d: &Tensor,
-    lo: usize,
-    hi: usize,
-    ctx: &PairContext,
-    hist: Histograms,
-) -> Accum {
+fn run_on(isa: Isa, job: Job) -> Accum {
     match isa {
         // SAFETY (both): `isa` comes from `Isa::available`, which detected the features.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { run_avx512(r, d, lo, hi, ctx, hist) },
+        Isa::Avx512 => unsafe { run_avx512(job) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { run_avx2(r, d, lo, hi, ctx, hist) },
-        Isa::Generic => run_generic(r, d, lo, hi, ctx, Isa::Generic, hist),
+        Isa::Avx2 => unsafe { run_avx2(job) },
+        Isa::Generic => run_generic(job, Isa::Generic),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn run_avx2(
-    r: &Tensor,
-    d: &Tensor,
-    lo: usize,
-    hi: usize,
-    ctx: &PairContext,
-    hist: Histograms,
-) -> Accum {
-    run_generic(r, d, lo, hi, ctx, Isa::Avx2, hist)
+unsafe fn run_avx2(job: Job) -> Accum {
+    run_generic(job, Isa::Avx2)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-unsafe fn run_avx512(
-    r: &Tensor,
-    d: &Tensor,
-    lo: usize,
-    hi: usize,
-    ctx: &PairContext,
-    hist: Histograms,
-) -> Accum {
-    run_generic(r, d, lo, hi, ctx, Isa::Avx512, hist)
+unsafe fn run_avx512(job: Job) -> Accum {
+    run_generic(job, Isa::Avx512)
 }
 
 #[inline(always)]
-fn run_generic(
-    r: &Tensor,
-    d: &Tensor,
-    lo: usize,
-    hi: usize,
-    ctx: &PairContext,
-    isa: Isa,
-    hist: Histograms,
-) -> Accum {
+fn run_generic(job: Job, isa: Isa) -> Accum {
+    let Job {
+        r,
+        d,
+        lo,
+        hi,
+        ctx,
+        hist,
+    } = job;
     let mut acc = Accum::default();
     let mut s = SCRATCH.take().unwrap_or_else(Scratch::new);
     s.tables = if hi - lo >= JOINT_TABLES_FROM {
@@ -1185,16 +1168,19 @@ mod tests {
         let s = scalar(r, d, &ctx);
         let n = r.numel();
         for hist in [Histograms::Count, Histograms::Skip] {
-            same(
-                &run(r, d, 0, n, &ctx, hist),
-                &s,
+            let job = Job {
+                r,
+                d,
+                lo: 0,
+                hi: n,
+                ctx: &ctx,
                 hist,
-                &format!("run, {hist:?}, {what}"),
-            );
+            };
+            same(&run(job), &s, hist, &format!("run, {hist:?}, {what}"));
             // Without histograms the loops count `n_rel` and `ref_zero_mismatch` themselves.
             for isa in Isa::available() {
                 same(
-                    &run_on(isa, r, d, 0, n, &ctx, hist),
+                    &run_on(isa, job),
                     &s,
                     hist,
                     &format!("{isa:?}, {hist:?}, {what}"),

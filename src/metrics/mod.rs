@@ -586,7 +586,14 @@ pub fn measure_with(r: &Tensor, d: &Tensor, histograms: Histograms) -> Metrics {
     let fast = decode::exact_in_f32(r.dtype) && decode::exact_in_f32(d.dtype);
     let run = |lo: usize, hi: usize| -> Accum {
         if fast {
-            let acc = fast::run(r, d, lo, hi, &ctx, histograms);
+            let acc = fast::run(fast::Job {
+                r,
+                d,
+                lo,
+                hi,
+                ctx: &ctx,
+                hist: histograms,
+            });
             release(r, lo, hi);
             release(d, lo, hi);
             return acc;
