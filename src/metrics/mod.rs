@@ -615,10 +615,13 @@ pub fn measure_with(r: &Tensor, d: &Tensor, histograms: Histograms) -> Metrics {
     let acc = if n <= CHUNK {
         run(0, n)
     } else {
-        (0..n.div_ceil(CHUNK))
+        // Merged in chunk order, not by `reduce`: its tree follows the work stealing, and float
+        // sums merged in another order differ in their last bits from one run to the next.
+        let chunks: Vec<Accum> = (0..n.div_ceil(CHUNK))
             .into_par_iter()
             .map(|c| run(c * CHUNK, ((c + 1) * CHUNK).min(n)))
-            .reduce(Accum::default, Accum::merge)
+            .collect();
+        chunks.into_iter().fold(Accum::default(), Accum::merge)
     };
     let mut m = acc.finish(n as u64);
     if histograms == Histograms::Skip {
@@ -666,6 +669,40 @@ mod tests {
             shape: vec![n],
             data: Bytes::Owned(bytes),
         }
+    }
+
+    /// A tensor of several chunks measures to the same bits whatever the number of threads:
+    /// the chunks' float sums are merged in one order (a `reduce` merged them along the tree
+    /// of the work stealing, and reports differed in their last digits from run to run).
+    #[test]
+    fn chunked_measurement_does_not_depend_on_the_threads() {
+        let n = 6 * CHUNK + 12_345;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Magnitudes over six decades, so that the sums round.
+            ((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 10f64.powi((x % 6) as i32)
+        };
+        let (mut rb, mut db) = (Vec::with_capacity(4 * n), Vec::with_capacity(4 * n));
+        for _ in 0..n {
+            let a = next() as f32;
+            rb.extend_from_slice(&a.to_le_bytes());
+            db.extend_from_slice(&((a as f64 * (1.0 + 1e-3 * next())) as f32).to_le_bytes());
+        }
+        let (r, d) = (tensor(DType::Float32, rb), tensor(DType::Float32, db));
+        let runs: Vec<String> = [1, 2, 3, 5, 2, 3]
+            .into_iter()
+            .map(|threads| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                format!("{:?}", pool.install(|| measure(&r, &d)))
+            })
+            .collect();
+        assert!(runs.iter().all(|m| *m == runs[0]), "{runs:#?}");
     }
 
     #[test]
