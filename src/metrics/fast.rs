@@ -216,7 +216,13 @@ fn run_generic(job: Job, isa: Isa) -> Accum {
         let k = (hi - i).min(BLOCK);
         let ra = side(r.dtype, &r.data[i * rs..(i + k) * rs], &mut buf_a[..k], isa);
         let da = side(d.dtype, &d.data[i * ds..(i + k) * ds], &mut buf_b[..k], isa);
-        match block(&mut acc, &mut s, ra, da, i as u64, ctx, isa, hist) {
+        // The next block's bytes, for the error loops to prefetch.
+        let next = i + k..(i + k + BLOCK).min(hi);
+        let ahead = [
+            &r.data[next.start * rs..next.end * rs],
+            &d.data[next.start * ds..next.end * ds],
+        ];
+        match block(&mut acc, &mut s, ra, da, ahead, i as u64, ctx, isa, hist) {
             Some(n) => avx_n += n,
             None => {
                 let a: Vec<f64> = ra.iter().map(|&x| x as f64).collect();
@@ -249,7 +255,8 @@ fn run_generic(job: Job, isa: Isa) -> Accum {
 /// the caller sends the block to the scalar path). Otherwise the number of elements whose
 /// histogram counts, `n_rel` and `ref_zero_mismatch` are in `s.joint` (see `fold_joint`): those
 /// of the SIMD loops when they count histograms, else none (the loops then count `n_rel` and
-/// `ref_zero_mismatch` themselves).
+/// `ref_zero_mismatch` themselves). `ahead` is the raw bytes of the next block of each side,
+/// which the SIMD error loops prefetch.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn block(
@@ -257,6 +264,7 @@ fn block(
     s: &mut Scratch,
     ra: &[f32],
     da: &[f32],
+    ahead: [&[u8]; 2],
     base: u64,
     ctx: &PairContext,
     isa: Isa,
@@ -264,6 +272,8 @@ fn block(
 ) -> Option<u64> {
     let k = ra.len();
     let da = &da[..k];
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ahead;
     let (atol, rtol) = (ctx.atol, ctx.rtol);
     let eps = f32::EPSILON as f64;
     let mut s_r = [0f64; L];
@@ -349,6 +359,7 @@ fn block(
             errors(
                 ra,
                 da,
+                ahead,
                 ctx,
                 &mut s.joint[..tables * JOINT],
                 &mut refzero,
@@ -671,14 +682,16 @@ impl Consts {
 ///   `ref_zero_mismatch` (column 64 outside row 0) from it.
 ///
 /// With `HIST` false neither bins nor increments: `refzero` gets the elements with `ref == 0`
-/// and, of those, with `ae > 0` (what `fold_joint` would have derived). Returns the number of
-/// elements done (a multiple of 8).
+/// and, of those, with `ae > 0` (what `fold_joint` would have derived). `ahead` is the raw
+/// bytes of both sides' next block, for `prefetch`. Returns the number of elements done (a
+/// multiple of 8).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn avx2_errors<const TABLES: usize, const HIST: bool>(
     ra: &[f32],
     da: &[f32],
+    ahead: [&[u8]; 2],
     ctx: &PairContext,
     joint: &mut [u32],
     refzero: &mut [u64; 2],
@@ -723,6 +736,7 @@ unsafe fn avx2_errors<const TABLES: usize, const HIST: bool>(
     let mut i = 0;
     while i < full {
         let (pa, pd) = (ra.as_ptr().add(i), da.as_ptr().add(i));
+        prefetch(ahead, i);
         macro_rules! half {
             ($off:expr, $h:expr) => {{
                 let a = _mm256_cvtps_pd(_mm_loadu_ps(pa.add($off)));
@@ -916,14 +930,15 @@ unsafe fn avx512_sides(
 /// with their own accumulators, and the same per-element operations (bit-identical values and
 /// counts): comparisons go to mask registers, the three counts are masked adds to u64 lanes,
 /// "reference is 0" is a masked blend. The two bins of all sixteen elements come from one
-/// vector of 16-bit words, as in `avx2_errors` (same formula, same joint slots; `HIST` and
-/// `refzero` as there). Returns the number of elements done (a multiple of 16).
+/// vector of 16-bit words, as in `avx2_errors` (same formula, same joint slots; `HIST`,
+/// `refzero` and `ahead` as there). Returns the number of elements done (a multiple of 16).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn avx512_errors<const TABLES: usize, const HIST: bool>(
     ra: &[f32],
     da: &[f32],
+    ahead: [&[u8]; 2],
     ctx: &PairContext,
     joint: &mut [u32],
     refzero: &mut [u64; 2],
@@ -966,6 +981,7 @@ unsafe fn avx512_errors<const TABLES: usize, const HIST: bool>(
     let mut i = 0;
     while i < full {
         let (pa, pd) = (ra.as_ptr().add(i), da.as_ptr().add(i));
+        prefetch(ahead, i);
         macro_rules! half {
             ($off:expr, $e2:ident, $sae:ident, $srel:ident, $mae:ident, $mrel:ident) => {{
                 let a = _mm512_cvtps_pd(_mm256_loadu_ps(pa.add($off)));
@@ -1058,6 +1074,23 @@ unsafe fn avx512_errors<const TABLES: usize, const HIST: bool>(
         *c += _mm512_reduce_add_epi64(v) as u64;
     }
     full
+}
+
+/// Asks for the cache line at byte `4 i` of each side's next block (`ahead`, its raw bytes;
+/// the last line again once past its end): called once per iteration of an error loop, it
+/// brings the next block (at most 4 bytes an element) into the cache while this one's
+/// arithmetic runs, instead of the next side pass waiting on memory for every line. A hint:
+/// nothing is read, and an address not mapped yet is dropped.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch(ahead: [&[u8]; 2], i: usize) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    for b in ahead {
+        let at = (4 * i).min(b.len().saturating_sub(1));
+        // SAFETY: a prefetch never faults; the address is inside `b` or, for an empty `b`,
+        // its dangling but non-null start.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(b.as_ptr().wrapping_add(at) as *const i8) };
+    }
 }
 
 /// Adds the joint (abs bin, rel bin) histogram of `n` elements of the AVX2 loop to `acc`:
