@@ -2,8 +2,8 @@
 //!
 //! Elements are decoded block by block into f64 and accumulated in f64. Large tensors are split
 //! into chunks measured in parallel (rayon); chunk accumulators merge exactly (sums, counts,
-//! extrema, histograms), so the result does not depend on the number of threads beyond the
-//! rounding of f64 sums.
+//! extrema, histograms) and in chunk order, so the result does not depend on the number of
+//! threads, not even in the last bits of its sums.
 
 /// Element decoding lives with the dtypes it decodes.
 pub use crate::dump::decode;
