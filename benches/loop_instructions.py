@@ -8,7 +8,8 @@ For each variant it finds the side-statistics loop (the one with the f32 min/max
 error loops (the ones with the division: with histograms, which compute the joint slot with
 `vpmaddwd`, for one and for four tables, and without) and prints their instructions per
 iteration and per element pair (8 elements per AVX2 iteration, 16 per AVX-512 one). A loop is
-the range from a backward jump's target to the jump.
+the range from a backward jump's target to the jump (for the loops with histograms, one that
+holds the increments).
 """
 import re
 import subprocess
@@ -44,7 +45,12 @@ def loop_with(ins, must):
         m = re.match(r"^j\w+\s+([0-9a-f]+)", text)
         if m and int(m.group(1), 16) < addr:
             body = [t for a, t in ins if int(m.group(1), 16) <= a <= addr]
-            if any(re.search(must, t) for t in body) and (best is None or len(body) < len(best)):
+            # A loop that computes joint slots (`vpmaddwd`) must hold their increments too: the
+            # compiler may rotate the loop so that a shorter backward jump skips them.
+            whole = not any(t.startswith("vpmaddwd") for t in body) or \
+                any(t.startswith("inc") for t in body)
+            if any(re.search(must, t) for t in body) and whole and \
+                    (best is None or len(body) < len(best)):
                 best = body
     return best
 

@@ -731,6 +731,16 @@ unsafe fn avx2_errors<const TABLES: usize, const HIST: bool>(
         ))
     };
     let mut jj = [0u32; W];
+    let mut increment = |jj: &[u32; W]| {
+        for q in 0..W {
+            // A load per slot instead of eight `vpextrd` into eight general registers, which
+            // spilled the table's address (eight reloads per iteration).
+            let x = std::ptr::read_volatile(jj.as_ptr().add(q));
+            // SAFETY: b_abs <= 63 and b_rel <= 64 by the clamps below, so x < JOINT, and
+            // `joint` holds TABLES copies (asserted).
+            *joint.get_unchecked_mut(q % TABLES * JOINT + x as usize) += 1;
+        }
+    };
     // Without histograms: per lane, elements with `ref == 0`, and of those `ae > 0`.
     let (mut vzero, mut vzmis) = (_mm256_setzero_si256(), _mm256_setzero_si256());
     let mut i = 0;
@@ -800,16 +810,16 @@ unsafe fn avx2_errors<const TABLES: usize, const HIST: bool>(
         let b = _mm256_add_epi16(_mm256_min_epu16(b, kw(&k.top)), _mm256_srli_epi16::<11>(x));
         // joint slot = b_abs * 65 + b_rel <= 63 * 65 + 64 < JOINT
         let j = _mm256_madd_epi16(b, kw(&k.joint));
-        _mm256_storeu_si256(jj.as_mut_ptr() as *mut __m256i, j);
-        for q in 0..W {
-            // A load per slot instead of eight `vpextrd` into eight general registers, which
-            // spilled the table's address (eight reloads per iteration).
-            let x = std::ptr::read_volatile(jj.as_ptr().add(q));
-            // SAFETY: b_abs <= 63 and b_rel <= 64 by the clamps above, so x < JOINT, and
-            // `joint` holds TABLES copies (asserted).
-            *joint.get_unchecked_mut(q % TABLES * JOINT + x as usize) += 1;
+        // The previous iteration's slots, then this one's stored for the next (as in
+        // `avx512_errors`: the reloads do not wait on the vector store just made).
+        if i > 0 {
+            increment(&jj);
         }
+        _mm256_storeu_si256(jj.as_mut_ptr() as *mut __m256i, j);
         i += W;
+    }
+    if HIST && full > 0 {
+        increment(&jj);
     }
     let st = |v: &mut [f64; L], x: __m256d| _mm256_storeu_pd(v.as_mut_ptr(), x);
     st(s_e2, vs_e2);
@@ -976,6 +986,13 @@ unsafe fn avx512_errors<const TABLES: usize, const HIST: bool>(
         _mm512_setzero_si512(),
     );
     let mut jj = [0u32; W512];
+    let mut increment = |jj: &[u32; W512]| {
+        for q in 0..W512 {
+            let x = std::ptr::read_volatile(jj.as_ptr().add(q));
+            // SAFETY: x < JOINT (clamped bins), and `joint` holds TABLES copies (asserted).
+            *joint.get_unchecked_mut(q % TABLES * JOINT + x as usize) += 1;
+        }
+    };
     // Without histograms: per lane, elements with `ref == 0`, and of those `ae > 0`.
     let (mut nzero, mut nzmis) = (_mm512_setzero_si512(), _mm512_setzero_si512());
     let mut i = 0;
@@ -1030,13 +1047,17 @@ unsafe fn avx512_errors<const TABLES: usize, const HIST: bool>(
         let b = _mm512_max_epu16(_mm512_subs_epu16(x, bias), _mm512_min_epu16(x, one16));
         let b = _mm512_add_epi16(_mm512_min_epu16(b, top), _mm512_srli_epi16::<11>(x));
         let j = _mm512_madd_epi16(b, jw);
-        _mm512_storeu_si512(jj.as_mut_ptr() as *mut __m512i, j);
-        for q in 0..W512 {
-            let x = std::ptr::read_volatile(jj.as_ptr().add(q));
-            // SAFETY: x < JOINT (clamped bins), and `joint` holds TABLES copies (asserted).
-            *joint.get_unchecked_mut(q % TABLES * JOINT + x as usize) += 1;
+        // The previous iteration's slots, then this one's stored for the next: the reloads
+        // come an iteration after the vector store, not right behind it (a 4-byte load from
+        // a 64-byte store still in the store buffer waits for it).
+        if i > 0 {
+            increment(&jj);
         }
+        _mm512_storeu_si512(jj.as_mut_ptr() as *mut __m512i, j);
         i += W512;
+    }
+    if HIST && full > 0 {
+        increment(&jj);
     }
     let lanes = |v: __m512d| {
         let mut t = [0f64; 8];
@@ -1076,20 +1097,21 @@ unsafe fn avx512_errors<const TABLES: usize, const HIST: bool>(
     full
 }
 
-/// Asks for the cache line at byte `4 i` of each side's next block (`ahead`, its raw bytes;
-/// the last line again once past its end): called once per iteration of an error loop, it
-/// brings the next block (at most 4 bytes an element) into the cache while this one's
-/// arithmetic runs, instead of the next side pass waiting on memory for every line. A hint:
-/// nothing is read, and an address not mapped yet is dropped.
+/// Asks for the cache line at byte `4 i` from the start of each side's next block (`ahead`,
+/// its raw bytes): called once per iteration of an error loop, it brings the next block (at
+/// most 4 bytes an element) into the cache while this one's arithmetic runs, instead of the
+/// next side pass waiting on memory for every line. Past the end of a shorter block (2-byte
+/// elements, the last block of a range) it asks for the bytes after it, which costs nothing:
+/// a prefetch reads nothing into the program, never faults, and is dropped for an address not
+/// mapped.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn prefetch(ahead: [&[u8]; 2], i: usize) {
     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
     for b in ahead {
-        let at = (4 * i).min(b.len().saturating_sub(1));
-        // SAFETY: a prefetch never faults; the address is inside `b` or, for an empty `b`,
-        // its dangling but non-null start.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(b.as_ptr().wrapping_add(at) as *const i8) };
+        // SAFETY: a prefetch is a hint that never faults; `wrapping_add` makes no claim that
+        // the address is inside `b`.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(b.as_ptr().wrapping_add(4 * i) as *const i8) };
     }
 }
 
