@@ -731,16 +731,6 @@ unsafe fn avx2_errors<const TABLES: usize, const HIST: bool>(
         ))
     };
     let mut jj = [0u32; W];
-    let mut increment = |jj: &[u32; W]| {
-        for q in 0..W {
-            // A load per slot instead of eight `vpextrd` into eight general registers, which
-            // spilled the table's address (eight reloads per iteration).
-            let x = std::ptr::read_volatile(jj.as_ptr().add(q));
-            // SAFETY: b_abs <= 63 and b_rel <= 64 by the clamps below, so x < JOINT, and
-            // `joint` holds TABLES copies (asserted).
-            *joint.get_unchecked_mut(q % TABLES * JOINT + x as usize) += 1;
-        }
-    };
     // Without histograms: per lane, elements with `ref == 0`, and of those `ae > 0`.
     let (mut vzero, mut vzmis) = (_mm256_setzero_si256(), _mm256_setzero_si256());
     let mut i = 0;
@@ -813,13 +803,13 @@ unsafe fn avx2_errors<const TABLES: usize, const HIST: bool>(
         // The previous iteration's slots, then this one's stored for the next (as in
         // `avx512_errors`: the reloads do not wait on the vector store just made).
         if i > 0 {
-            increment(&jj);
+            add_slots::<TABLES, _>(joint, &jj);
         }
         _mm256_storeu_si256(jj.as_mut_ptr() as *mut __m256i, j);
         i += W;
     }
     if HIST && full > 0 {
-        increment(&jj);
+        add_slots::<TABLES, _>(joint, &jj);
     }
     let st = |v: &mut [f64; L], x: __m256d| _mm256_storeu_pd(v.as_mut_ptr(), x);
     st(s_e2, vs_e2);
@@ -986,13 +976,6 @@ unsafe fn avx512_errors<const TABLES: usize, const HIST: bool>(
         _mm512_setzero_si512(),
     );
     let mut jj = [0u32; W512];
-    let mut increment = |jj: &[u32; W512]| {
-        for q in 0..W512 {
-            let x = std::ptr::read_volatile(jj.as_ptr().add(q));
-            // SAFETY: x < JOINT (clamped bins), and `joint` holds TABLES copies (asserted).
-            *joint.get_unchecked_mut(q % TABLES * JOINT + x as usize) += 1;
-        }
-    };
     // Without histograms: per lane, elements with `ref == 0`, and of those `ae > 0`.
     let (mut nzero, mut nzmis) = (_mm512_setzero_si512(), _mm512_setzero_si512());
     let mut i = 0;
@@ -1051,13 +1034,13 @@ unsafe fn avx512_errors<const TABLES: usize, const HIST: bool>(
         // come an iteration after the vector store, not right behind it (a 4-byte load from
         // a 64-byte store still in the store buffer waits for it).
         if i > 0 {
-            increment(&jj);
+            add_slots::<TABLES, _>(joint, &jj);
         }
         _mm512_storeu_si512(jj.as_mut_ptr() as *mut __m512i, j);
         i += W512;
     }
     if HIST && full > 0 {
-        increment(&jj);
+        add_slots::<TABLES, _>(joint, &jj);
     }
     let lanes = |v: __m512d| {
         let mut t = [0f64; 8];
@@ -1095,6 +1078,22 @@ unsafe fn avx512_errors<const TABLES: usize, const HIST: bool>(
         *c += _mm512_reduce_add_epi64(v) as u64;
     }
     full
+}
+
+/// Adds one to the joint-histogram slot of each element of an error loop's iteration, the
+/// element at position `q` in copy `q % TABLES` of the table. A load per slot instead of a
+/// `vpextrd` per slot into the general registers, which spilled the table's address.
+///
+/// # Safety
+/// Every slot is below `JOINT` (the loops clamp both bins) and `joint` holds `TABLES` copies.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn add_slots<const TABLES: usize, const N: usize>(joint: &mut [u32], slots: &[u32; N]) {
+    for q in 0..N {
+        let x = std::ptr::read_volatile(slots.as_ptr().add(q));
+        // SAFETY: x < JOINT and the copy is inside `joint` (the caller's contract).
+        *joint.get_unchecked_mut(q % TABLES * JOINT + x as usize) += 1;
+    }
 }
 
 /// Asks for the cache line at byte `4 i` from the start of each side's next block (`ahead`,
