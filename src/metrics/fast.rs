@@ -584,41 +584,90 @@ unsafe fn avx2_sides(
         }
         i += W;
     }
-    // Clean when the extrema are inside (-lim, lim) and no sum is NaN: `vminps`/`vmaxps` pass
-    // over a NaN element (they return the accumulator), but the sums take it.
-    let mut ext = [[0f32; W]; 4];
-    for (t, v) in ext.iter_mut().zip([vmn_r, vmx_r, vmn_d, vmx_d]) {
+    // The block's extrema (exact and order-free), then the clean check.
+    let lanes = |v: __m256| {
+        let mut t = [0f32; W];
         _mm256_storeu_ps(t.as_mut_ptr(), v);
-    }
+        t
+    };
+    let ext = [
+        lanes(vmn_r).into_iter().fold(f32::INFINITY, min_f32),
+        lanes(vmx_r).into_iter().fold(f32::NEG_INFINITY, max_f32),
+        lanes(vmn_d).into_iter().fold(f32::INFINITY, min_f32),
+        lanes(vmx_d).into_iter().fold(f32::NEG_INFINITY, max_f32),
+    ];
     let mut sums = [[0f64; L]; 4];
     for (t, v) in sums.iter_mut().zip([vs_r, vs_d, vs_r2, vs_d2]) {
         _mm256_storeu_pd(t.as_mut_ptr(), v);
     }
-    let clean = ext.iter().flatten().all(|&x| x.abs() < lim || full == 0)
-        && !sums.iter().flatten().any(|x| x.is_nan())
-        && ra[full..k]
-            .iter()
-            .zip(&da[full..k])
-            .all(|(&a, &b)| a.abs() < lim && b.abs() < lim);
-    if !clean {
+    if !clean_block(ext, &sums, full, lim, &ra[full..k], &da[full..k]) {
         return false;
     }
     (*s_r, *s_d, *s_r2, *s_d2) = (sums[0], sums[1], sums[2], sums[3]);
-    // f32 extrema into the f64 lane extrema (same comparisons as the scalar path).
-    for (t, m, lo) in [
-        (ext[0], mn_r, true),
-        (ext[1], mx_r, false),
-        (ext[2], mn_d, true),
-        (ext[3], mx_d, false),
-    ] {
-        for (q, &x) in t.iter().enumerate() {
-            let (x, l) = (x as f64, q % L);
-            if (lo && x < m[l]) || (!lo && x > m[l]) {
-                m[l] = x;
-            }
-        }
-    }
+    fold_extrema(ext, [mn_r, mx_r, mn_d, mx_d]);
     true
+}
+
+/// Whether a block whose SIMD part (elements `0..full`) has the f32 extrema `ext` (min and max
+/// of the reference, then of the candidate) and the lane sums `sums` is clean: extrema inside
+/// (-lim, lim), no sum NaN (`vminps`/`vmaxps` pass over a NaN element, returning the
+/// accumulator, but the sums take it), and every element of the scalar tails `ta`, `tb` inside
+/// (-lim, lim). Folds without early exits: predictable and vectorized.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn clean_block<const N: usize>(
+    ext: [f32; 4],
+    sums: &[[f64; N]; 4],
+    full: usize,
+    lim: f32,
+    ta: &[f32],
+    tb: &[f32],
+) -> bool {
+    let inside = |x: f32| x.abs() < lim;
+    (full == 0 || ext.into_iter().fold(true, |c, x| c & inside(x)))
+        & !sums.iter().flatten().fold(false, |n, x| n | x.is_nan())
+        & ta.iter()
+            .zip(tb)
+            .fold(true, |c, (&a, &b)| c & inside(a) & inside(b))
+}
+
+/// A clean block's f32 extrema (`clean_block`'s `ext`) into lane 0 of the f64 lane extrema
+/// `m` (min of the reference, max, then the candidate's), with the scalar path's comparison (a
+/// tie keeps the earlier value). Lane 0 alone: the lanes are folded into one value in the end.
+/// Once per block, not per SIMD lane: a branch per lane and block was a seventh of an fp16
+/// `compare`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn fold_extrema(ext: [f32; 4], m: [&mut [f64; L]; 4]) {
+    let [mn_r, mx_r, mn_d, mx_d] = m;
+    let (x, y) = (ext[0] as f64, ext[2] as f64);
+    mn_r[0] = if x < mn_r[0] { x } else { mn_r[0] };
+    mn_d[0] = if y < mn_d[0] { y } else { mn_d[0] };
+    let (x, y) = (ext[1] as f64, ext[3] as f64);
+    mx_r[0] = if x > mx_r[0] { x } else { mx_r[0] };
+    mx_d[0] = if y > mx_d[0] { y } else { mx_d[0] };
+}
+
+/// The smaller of two f32, the earlier on a tie (as the scalar path compares).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn min_f32(m: f32, x: f32) -> f32 {
+    if x < m {
+        x
+    } else {
+        m
+    }
+}
+
+/// The larger of two f32, the earlier on a tie.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn max_f32(m: f32, x: f32) -> f32 {
+    if x > m {
+        x
+    } else {
+        m
+    }
 }
 
 /// The constants of `avx2_errors`' loop, one 32-byte vector each; the f64 ones twice, one copy
@@ -884,11 +933,13 @@ unsafe fn avx512_sides(
         dd1 = _mm512_fmadd_pd(b, b, dd1);
         i += W512;
     }
-    // Clean as in `avx2_sides`: extrema inside (-lim, lim) and no sum NaN.
-    let mut ext = [[0f32; W512]; 4];
-    for (t, v) in ext.iter_mut().zip([vmn_r, vmx_r, vmn_d, vmx_d]) {
-        _mm512_storeu_ps(t.as_mut_ptr(), v);
-    }
+    // Clean as in `avx2_sides`; the extrema reduced in registers (exact and order-free).
+    let ext = [
+        _mm512_reduce_min_ps(vmn_r),
+        _mm512_reduce_max_ps(vmx_r),
+        _mm512_reduce_min_ps(vmn_d),
+        _mm512_reduce_max_ps(vmx_d),
+    ];
     let mut sums = [[0f64; 8]; 4];
     for (t, v) in sums
         .iter_mut()
@@ -896,13 +947,7 @@ unsafe fn avx512_sides(
     {
         _mm512_storeu_pd(t.as_mut_ptr(), _mm512_add_pd(v.0, v.1));
     }
-    let clean = ext.iter().flatten().all(|&x| x.abs() < lim || full == 0)
-        && !sums.iter().flatten().any(|x| x.is_nan())
-        && ra[full..k]
-            .iter()
-            .zip(&da[full..k])
-            .all(|(&a, &b)| a.abs() < lim && b.abs() < lim);
-    if !clean {
+    if !clean_block(ext, &sums, full, lim, &ra[full..k], &da[full..k]) {
         return false;
     }
     for (acc, t) in [s_r, s_d, s_r2, s_d2].into_iter().zip(sums) {
@@ -910,19 +955,7 @@ unsafe fn avx512_sides(
             acc[l] += t[l] + t[l + L];
         }
     }
-    for (t, m, lo) in [
-        (ext[0], mn_r, true),
-        (ext[1], mx_r, false),
-        (ext[2], mn_d, true),
-        (ext[3], mx_d, false),
-    ] {
-        for (q, &x) in t.iter().enumerate() {
-            let (x, l) = (x as f64, q % L);
-            if (lo && x < m[l]) || (!lo && x > m[l]) {
-                m[l] = x;
-            }
-        }
-    }
+    fold_extrema(ext, [mn_r, mx_r, mn_d, mx_d]);
     true
 }
 
@@ -968,8 +1001,8 @@ unsafe fn avx512_errors<const TABLES: usize, const HIST: bool>(
     // The high dwords of two vectors of eight f64: dwords 1, 3, ..., 15 of each.
     let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     let (mut e2_0, mut e2_1, mut ae_0, mut ae_1) = (z, z, z, z);
-    let (mut rel_0, mut rel_1, mut mae_0, mut mae_1) = (z, z, z, z);
-    let (mut mrel_0, mut mrel_1) = (z, z);
+    // One maximum for both halves (exact and order-free; a register less than two).
+    let (mut rel_0, mut rel_1, mut mae, mut mrel) = (z, z, z, z);
     let (mut n3, mut n5, mut nf) = (
         _mm512_setzero_si512(),
         _mm512_setzero_si512(),
@@ -983,14 +1016,14 @@ unsafe fn avx512_errors<const TABLES: usize, const HIST: bool>(
         let (pa, pd) = (ra.as_ptr().add(i), da.as_ptr().add(i));
         prefetch(ahead, i);
         macro_rules! half {
-            ($off:expr, $e2:ident, $sae:ident, $srel:ident, $mae:ident, $mrel:ident) => {{
+            ($off:expr, $e2:ident, $sae:ident, $srel:ident) => {{
                 let a = _mm512_cvtps_pd(_mm256_loadu_ps(pa.add($off)));
                 let b = _mm512_cvtps_pd(_mm256_loadu_ps(pd.add($off)));
                 let ae = _mm512_abs_pd(_mm512_sub_pd(b, a));
                 let aa = _mm512_abs_pd(a);
                 $e2 = _mm512_fmadd_pd(ae, ae, $e2);
                 $sae = _mm512_add_pd($sae, ae);
-                $mae = _mm512_max_pd(ae, $mae);
+                mae = _mm512_max_pd(ae, mae);
                 let thr = _mm512_add_pd(atol, _mm512_mul_pd(rtol, aa));
                 nf = _mm512_mask_add_epi64(nf, _mm512_cmp_pd_mask::<_CMP_GT_OQ>(ae, thr), nf, one);
                 // msprobe's convention: divide by f32 eps where the reference is 0.
@@ -1003,7 +1036,7 @@ unsafe fn avx512_errors<const TABLES: usize, const HIST: bool>(
                 // -0.0 where the reference is 0, as in `avx2_errors`.
                 let rel = _mm512_mask_blend_pd(zm, rel_m, negzero);
                 $srel = _mm512_add_pd($srel, rel);
-                $mrel = _mm512_max_pd(rel, $mrel);
+                mrel = _mm512_max_pd(rel, mrel);
                 if !HIST {
                     nzero = _mm512_mask_add_epi64(nzero, zm, nzero, one);
                     let moved = zm & _mm512_cmp_pd_mask::<_CMP_GT_OQ>(ae, z);
@@ -1012,8 +1045,8 @@ unsafe fn avx512_errors<const TABLES: usize, const HIST: bool>(
                 (_mm512_castpd_si512(ae), _mm512_castpd_si512(rel))
             }};
         }
-        let (ae0, rel0) = half!(0, e2_0, ae_0, rel_0, mae_0, mrel_0);
-        let (ae1, rel1) = half!(8, e2_1, ae_1, rel_1, mae_1, mrel_1);
+        let (ae0, rel0) = half!(0, e2_0, ae_0, rel_0);
+        let (ae1, rel1) = half!(8, e2_1, ae_1, rel_1);
         if !HIST {
             i += W512;
             continue;
@@ -1057,10 +1090,7 @@ unsafe fn avx512_errors<const TABLES: usize, const HIST: bool>(
             acc[l] += t[l] + t[l + L];
         }
     }
-    for (m, v) in [
-        (mx_ae, _mm512_max_pd(mae_0, mae_1)),
-        (mx_rel, _mm512_max_pd(mrel_0, mrel_1)),
-    ] {
+    for (m, v) in [(mx_ae, mae), (mx_rel, mrel)] {
         for (q, x) in lanes(v).into_iter().enumerate() {
             if x > m[q % L] {
                 m[q % L] = x;
