@@ -1090,12 +1090,10 @@ unsafe fn avx512_errors<const TABLES: usize, const HIST: bool>(
             acc[l] += t[l] + t[l + L];
         }
     }
+    // The maxima reduced in registers into lane 0 (exact and order-free; no branch per lane).
     for (m, v) in [(mx_ae, mae), (mx_rel, mrel)] {
-        for (q, x) in lanes(v).into_iter().enumerate() {
-            if x > m[q % L] {
-                m[q % L] = x;
-            }
-        }
+        let x = _mm512_reduce_max_pd(v);
+        m[0] = if x > m[0] { x } else { m[0] };
     }
     for (acc, v) in [(w3, n3), (w5, n5), (fail, nf)] {
         let mut t = [0u64; 8];
