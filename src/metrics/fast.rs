@@ -310,11 +310,11 @@ fn block(
             s_d2[l] += b * b;
             s_e2[l] += e * e;
             s_ae[l] += ae;
-            mn_r[l] = if a < mn_r[l] { a } else { mn_r[l] };
-            mx_r[l] = if a > mx_r[l] { a } else { mx_r[l] };
-            mn_d[l] = if b < mn_d[l] { b } else { mn_d[l] };
-            mx_d[l] = if b > mx_d[l] { b } else { mx_d[l] };
-            mx_ae[l] = if ae > mx_ae[l] { ae } else { mx_ae[l] };
+            mn_r[l] = min_earlier(mn_r[l], a);
+            mx_r[l] = max_earlier(mx_r[l], a);
+            mn_d[l] = min_earlier(mn_d[l], b);
+            mx_d[l] = max_earlier(mx_d[l], b);
+            mx_ae[l] = max_earlier(mx_ae[l], ae);
             fail[l] += (ae > atol + rtol * aa) as u64;
             // msprobe's convention: divide by f32 eps where the reference is 0.
             let nz = aa > 0.0;
@@ -324,7 +324,7 @@ fn block(
             let rel = if nz { rel_m } else { 0.0 };
             s_rel[l] += rel;
             n_rel[l] += nz as u64;
-            mx_rel[l] = if rel > mx_rel[l] { rel } else { mx_rel[l] };
+            mx_rel[l] = max_earlier(mx_rel[l], rel);
             zmis[l] += (!nz & (ae > 0.0)) as u64;
             ba[i] = bin_of(ae);
             br[i] = if nz { bin_of(rel) } else { HIST_BINS as u8 };
@@ -431,7 +431,7 @@ fn block(
     }
     let sum = |v: [f64; L]| (v[0] + v[1]) + (v[2] + v[3]);
     let cnt = |v: [u64; L]| v.iter().sum::<u64>();
-    let fmax = |v: [f64; L]| v.iter().fold(0f64, |m, &x| if x > m { x } else { m });
+    let fmax = |v: [f64; L]| v.into_iter().fold(0f64, max_earlier);
     let blk_max_abs = fmax(mx_ae);
     let blk_max_rel = fmax(mx_rel);
     if blk_max_abs > acc.max_abs {
@@ -459,8 +459,8 @@ fn block(
     acc.within_5e3 += cnt(w5);
     acc.allclose_fail += cnt(fail);
     acc.ref_zero_mismatch += cnt(zmis);
-    let lo = |v: [f64; L], m: f64| v.iter().fold(m, |m, &x| if x < m { x } else { m });
-    let hi = |v: [f64; L], m: f64| v.iter().fold(m, |m, &x| if x > m { x } else { m });
+    let lo = |v: [f64; L], m: f64| v.into_iter().fold(m, min_earlier);
+    let hi = |v: [f64; L], m: f64| v.into_iter().fold(m, max_earlier);
     acc.min_r = lo(mn_r, acc.min_r);
     acc.max_r = hi(mx_r, acc.max_r);
     acc.min_d = lo(mn_d, acc.min_d);
@@ -591,10 +591,14 @@ unsafe fn avx2_sides(
         t
     };
     let ext = [
-        lanes(vmn_r).into_iter().fold(f32::INFINITY, min_f32),
-        lanes(vmx_r).into_iter().fold(f32::NEG_INFINITY, max_f32),
-        lanes(vmn_d).into_iter().fold(f32::INFINITY, min_f32),
-        lanes(vmx_d).into_iter().fold(f32::NEG_INFINITY, max_f32),
+        lanes(vmn_r).into_iter().fold(f32::INFINITY, min_earlier),
+        lanes(vmx_r)
+            .into_iter()
+            .fold(f32::NEG_INFINITY, max_earlier),
+        lanes(vmn_d).into_iter().fold(f32::INFINITY, min_earlier),
+        lanes(vmx_d)
+            .into_iter()
+            .fold(f32::NEG_INFINITY, max_earlier),
     ];
     let mut sums = [[0f64; L]; 4];
     for (t, v) in sums.iter_mut().zip([vs_r, vs_d, vs_r2, vs_d2]) {
@@ -641,17 +645,17 @@ fn clean_block<const N: usize>(
 fn fold_extrema(ext: [f32; 4], m: [&mut [f64; L]; 4]) {
     let [mn_r, mx_r, mn_d, mx_d] = m;
     let (x, y) = (ext[0] as f64, ext[2] as f64);
-    mn_r[0] = if x < mn_r[0] { x } else { mn_r[0] };
-    mn_d[0] = if y < mn_d[0] { y } else { mn_d[0] };
+    mn_r[0] = min_earlier(mn_r[0], x);
+    mn_d[0] = min_earlier(mn_d[0], y);
     let (x, y) = (ext[1] as f64, ext[3] as f64);
-    mx_r[0] = if x > mx_r[0] { x } else { mx_r[0] };
-    mx_d[0] = if y > mx_d[0] { y } else { mx_d[0] };
+    mx_r[0] = max_earlier(mx_r[0], x);
+    mx_d[0] = max_earlier(mx_d[0], y);
 }
 
-/// The smaller of two f32, the earlier on a tie (as the scalar path compares).
-#[cfg(target_arch = "x86_64")]
+/// The smaller of the running value `m` and `x`, `m` on a tie: the scalar path's comparison,
+/// which keeps the earlier of two equal values (of -0.0 and 0.0, the first seen).
 #[inline(always)]
-fn min_f32(m: f32, x: f32) -> f32 {
+fn min_earlier<T: PartialOrd>(m: T, x: T) -> T {
     if x < m {
         x
     } else {
@@ -659,10 +663,9 @@ fn min_f32(m: f32, x: f32) -> f32 {
     }
 }
 
-/// The larger of two f32, the earlier on a tie.
-#[cfg(target_arch = "x86_64")]
+/// The larger of the running value `m` and `x`, `m` on a tie (as `min_earlier`).
 #[inline(always)]
-fn max_f32(m: f32, x: f32) -> f32 {
+fn max_earlier<T: PartialOrd>(m: T, x: T) -> T {
     if x > m {
         x
     } else {
@@ -1093,7 +1096,7 @@ unsafe fn avx512_errors<const TABLES: usize, const HIST: bool>(
     // The maxima reduced in registers into lane 0 (exact and order-free; no branch per lane).
     for (m, v) in [(mx_ae, mae), (mx_rel, mrel)] {
         let x = _mm512_reduce_max_pd(v);
-        m[0] = if x > m[0] { x } else { m[0] };
+        m[0] = max_earlier(m[0], x);
     }
     for (acc, v) in [(w3, n3), (w5, n5), (fail, nf)] {
         let mut t = [0u64; 8];
