@@ -8,6 +8,7 @@ use crate::comparison::{Comparison, PairReport};
 use crate::dump::{Dump, Format, Role, Task};
 use crate::replay::{self, ReplayVerdict, Side};
 use crate::verdict::{self, DivergenceKind, Verdict};
+use std::collections::HashSet;
 
 /// At most this many suspects are replayed: the places whose output error grew most over what
 /// they inherited (or their rounding), up to the first divergence.
@@ -55,6 +56,23 @@ fn suspects(c: &Comparison) -> Vec<String> {
     ranked.into_iter().map(|x| x.2).collect()
 }
 
+/// The places of `places` where the device dump `d` holds an input tensor (a positional or
+/// keyword argument), in the same order.
+fn with_device_inputs(d: &Dump, places: Vec<String>) -> Vec<String> {
+    let wanted: HashSet<&str> = places.iter().map(String::as_str).collect();
+    let with_input: HashSet<&str> = d
+        .entries
+        .iter()
+        .filter(|e| matches!(e.role, Role::Input | Role::Kwargs) && wanted.contains(&*e.place))
+        .map(|e| &*e.place)
+        .collect();
+    places
+        .iter()
+        .filter(|p| with_input.contains(p.as_str()))
+        .cloned()
+        .collect()
+}
+
 /// True when [`Side::new`] can prepare `x` for replay: an msprobe dump with a `dump.json`.
 fn replayable_layout(x: &Dump) -> bool {
     x.format == Format::Msprobe && x.root.join("dump.json").is_file()
@@ -73,8 +91,19 @@ pub fn apply(c: &mut Comparison, r: &Dump, d: &Dump) -> OwnErrorCheck {
         c.analysis.replayed = Some(0);
         return check;
     }
-    let places = suspects(c);
-    let (Ok(ds), Ok(rs)) = (Side::for_places(d, &places), Side::for_places(r, &places)) else {
+    // A call is recomputed from its recorded input tensors: a suspect without one on the
+    // device cannot be replayed, and when no suspect has one, the records (a second read of
+    // both dump.json files) are not read.
+    let places = with_device_inputs(d, suspects(c));
+    if places.is_empty() {
+        c.analysis.replayed = Some(0);
+        return check;
+    }
+    let (ds, rs) = rayon::join(
+        || Side::for_places(d, &places),
+        || Side::for_places(r, &places),
+    );
+    let (Ok(ds), Ok(rs)) = (ds, rs) else {
         return check;
     };
     for place in &places {

@@ -281,3 +281,65 @@ fn mindspore_style_npy_tensor_files_compare_like_pt() {
         assert_eq!(same.analysis.overall, Overall::Identical);
     }
 }
+
+/// Copies a run's rank folder into `dir` with every call's inputs dropped from dump.json and
+/// their tensor files left out: what msprobe's `data_mode: ["output"]` writes.
+fn outputs_only(run: &str, dir: &std::path::Path) {
+    let src = llama(run).join("step0");
+    let proc = std::fs::read_dir(&src)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut v =
+        driftscope::dump::msprobe::parse_json(&std::fs::read(proc.join("dump.json")).unwrap())
+            .unwrap();
+    let data = dir.join("dump_tensor_data");
+    std::fs::create_dir(&data).unwrap();
+    for rec in v["data"].as_object_mut().unwrap().values_mut() {
+        let rec = rec.as_object_mut().unwrap();
+        rec.retain(|k, _| !k.starts_with("input"));
+        let s = serde_json::to_string(&*rec).unwrap();
+        for name in s.split("\"data_name\":\"").skip(1) {
+            let name = &name[..name.find('"').unwrap()];
+            std::fs::copy(proc.join("dump_tensor_data").join(name), data.join(name)).unwrap();
+        }
+    }
+    std::fs::write(dir.join("dump.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn outputs_only_dump_skips_the_replay_without_reading_the_records() {
+    // No call recorded an input, so none can be recomputed: the own-error check replays
+    // nothing and does not read the records again. With the dump.json files gone after
+    // opening, reading them would fail and leave `replayed` unset.
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    outputs_only("cpu_fp32", a.path());
+    outputs_only("cuda_fp16_fault_silu_l1", b.path());
+    let (r, d) = (open(a.path()), open(b.path()));
+    assert!(d
+        .entries
+        .iter()
+        .all(|e| e.role == driftscope::dump::Role::Output));
+    assert!(d.entries.len() > 100, "{} entries", d.entries.len());
+    std::fs::remove_file(a.path().join("dump.json")).unwrap();
+    std::fs::remove_file(b.path().join("dump.json")).unwrap();
+    let c = driftscope::session::compare_dumps(
+        &r,
+        &d,
+        &CompareOptions::default(),
+        &driftscope::align::Remap::default(),
+        &|| {},
+    );
+    assert_eq!(c.analysis.replayed, Some(0));
+    assert_eq!(
+        c.analysis
+            .first_divergence
+            .as_ref()
+            .map(|f| f.name.as_str()),
+        Some("Functional.silu.1.forward"),
+        "{}",
+        c.analysis.summary
+    );
+}
