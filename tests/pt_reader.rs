@@ -351,3 +351,30 @@ fn refusals_name_the_problem() {
     std::fs::write(&f, b"hello").unwrap();
     assert!(pt::read(&f).is_err());
 }
+
+#[test]
+fn small_and_large_files_read_alike_and_a_cut_file_never_reads_as_whole() {
+    // Small files are read with reads until a short one (no `stat`); a file beyond the small
+    // buffer is mapped. The same tensor either way, with an offset view into the storage; and
+    // a file cut anywhere is refused (the zip's directory sits at its end).
+    let dir = tempfile::tempdir().unwrap();
+    for numel in [6usize, 100_000] {
+        let values: Vec<f32> = (0..numel).map(|i| i as f32 * 0.5).collect();
+        let mut p = Pickle::default();
+        p.op(&[0x80, 2])
+            .tensor(V2, &float(numel as i32), 2, &[numel as i32 - 2], &[1], None)
+            .op(b".");
+        let name = format!("t{numel}.pt");
+        let f = save(dir.path(), &name, &p.0, &[("0", f32_bytes(&values))]);
+        let whole = std::fs::read(&f).unwrap();
+        assert_eq!(whole.len() > 256 << 10, numel > 6, "{} bytes", whole.len());
+        let t = pt::read_single(&f).unwrap().tensor;
+        let want: Vec<f64> = values[2..].iter().map(|&v| v as f64).collect();
+        assert_eq!(t.to_f64_vec(), want);
+        for cut in [1, 4, whole.len() / 2, whole.len() - 22, whole.len() - 1] {
+            let c = dir.path().join(format!("cut{cut}_{name}"));
+            std::fs::write(&c, &whole[..cut]).unwrap();
+            assert!(pt::read_single(&c).is_err(), "{name} cut at {cut} was read");
+        }
+    }
+}

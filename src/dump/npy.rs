@@ -133,7 +133,7 @@ fn parse(path: &Path, map: Bytes, hint: Option<DType>) -> std::result::Result<Te
             strides[k] = s;
             s = s.saturating_mul(d as i64);
         }
-        return Tensor::strided(path, dtype, shape, &strides, 0, &data).map_err(|e| e.kind);
+        return Tensor::strided(path, dtype, shape, &strides, 0, data).map_err(|e| e.kind);
     }
     Ok(Tensor { dtype, shape, data })
 }

@@ -51,34 +51,34 @@ pub fn read(path: &Path) -> Result<Vec<PtTensor>> {
 pub fn read_with(path: &Path, force: Option<NpuFormat>) -> Result<Vec<PtTensor>> {
     // Small files (msprobe's op-level dumps: 100k files of a few KiB) are read with one
     // `read` into a per-thread buffer: mmap + munmap cost two syscalls, page faults and a TLB
-    // shootdown per file. Torch zips in the usual shape are indexed by `zipdir`; anything else
-    // (legacy files, zip64, compressed or odd archives) takes the mapped path below.
-    // Regular files only: folders, devices and read failures take the mapped path, which
-    // reports them as it always did.
+    // shootdown per file, and no `stat` either (a quarter of the system calls per file): a
+    // read shorter than the buffer ends a regular file. Torch zips in the usual shape are
+    // indexed by `zipdir`, whose central directory sits at the end, so a file cut short
+    // cannot pass for whole; anything else (legacy files, zip64, compressed or odd archives,
+    // larger files) takes the mapped path below. So do folders, devices and read failures,
+    // which that path reports as it always did.
     let mut file = File::open(path).map_err(|e| DumpError::new(path, e.into()))?;
-    let md = file
-        .metadata()
-        .map_err(|e| DumpError::new(path, e.into()))?;
-    let len = md.len();
-    if md.is_file() && len > 0 && len <= SMALL_FILE_BYTES {
-        let done = SMALL_BUF.with(|cell| -> Result<Option<Vec<PtTensor>>> {
-            let mut buf = cell.borrow_mut();
-            buf.clear();
-            buf.resize(len as usize, 0);
-            if file.read_exact(&mut buf).is_err() || !buf.starts_with(b"PK\x03\x04") {
-                return Ok(None);
-            }
-            match zipdir::index(&buf) {
-                Some(entries) => read_zip_entries(path, &buf, &entries, force, &mut |s, n| {
-                    Ok(Bytes::Owned(buf[s..s + n].to_vec()))
-                })
-                .map(Some),
-                None => Ok(None),
-            }
-        })?;
-        if let Some(v) = done {
-            return Ok(v);
+    let done = SMALL_BUF.with(|cell| -> Result<Option<Vec<PtTensor>>> {
+        let mut buf = cell.borrow_mut();
+        // One byte more than the largest small file: a full buffer means a larger file.
+        buf.resize(SMALL_FILE_BYTES as usize + 1, 0);
+        let Some(len) = read_short(&mut file, &mut buf) else {
+            return Ok(None);
+        };
+        let buf = &buf[..len];
+        if len > SMALL_FILE_BYTES as usize || !buf.starts_with(b"PK\x03\x04") {
+            return Ok(None);
         }
+        match zipdir::index(buf) {
+            Some(entries) => read_zip_entries(path, buf, &entries, force, &mut |s, n| {
+                Ok(Bytes::Owned(buf[s..s + n].to_vec()))
+            })
+            .map(Some),
+            None => Ok(None),
+        }
+    })?;
+    if let Some(v) = done {
+        return Ok(v);
     }
     drop(file);
     let map = map_file(path)?;
@@ -92,6 +92,26 @@ pub fn read_with(path: &Path, force: Option<NpuFormat>) -> Result<Vec<PtTensor>>
             ErrorKind::Zip("neither a torch.save zip nor a legacy torch.save file".into()),
         )
     }
+}
+
+/// Reads `file` into `buf` until a read comes back shorter than asked (the end of a regular
+/// file) or `buf` is full: the bytes read. `None` on a read error.
+fn read_short(file: &mut File, buf: &mut [u8]) -> Option<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        let asked = buf.len() - n;
+        match file.read(&mut buf[n..]) {
+            Ok(k) => {
+                n += k;
+                if k < asked {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    Some(n)
 }
 
 /// Files up to this size are read into memory instead of mapped.
@@ -321,7 +341,7 @@ fn collect(
                 &r.stride,
                 usize::try_from(r.offset)
                     .map_err(|_| DumpError::new(path, ErrorKind::Bounds("offset".into())))?,
-                &bytes,
+                bytes,
             )?;
             out.push(PtTensor {
                 key,

@@ -124,7 +124,7 @@ impl Tensor {
         shape: Vec<usize>,
         strides: &[i64],
         offset: usize,
-        storage: &Bytes,
+        storage: Bytes,
     ) -> Result<Tensor> {
         if strides.len() != shape.len() {
             return err(
@@ -175,7 +175,12 @@ impl Tensor {
                     start: s0 + start,
                     len,
                 },
-                Bytes::Owned(v) => Bytes::Owned(v[start..start + len].to_vec()),
+                // The view's bytes kept in place (moved only when the view starts later).
+                Bytes::Owned(mut v) => {
+                    v.truncate(start + len);
+                    v.drain(..start);
+                    Bytes::Owned(v)
+                }
             };
             return Ok(Tensor { dtype, shape, data });
         }
@@ -253,7 +258,7 @@ mod tests {
             vec![3, 2],
             &[1, 3],
             0,
-            &storage,
+            storage.clone(),
         )
         .unwrap();
         assert_eq!(t.to_f64_vec(), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
@@ -263,7 +268,7 @@ mod tests {
             vec![3, 3],
             &[1, 3],
             0,
-            &storage,
+            storage,
         );
         assert!(e.is_err());
     }
