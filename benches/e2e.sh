@@ -3,7 +3,8 @@
 #
 # usage: benches/e2e.sh [DATA_DIR]   (default target/bench-data; generated if missing)
 # env:   PY (python with torch, default the harness venv .venv-harness/bin/python)
-#        MIB (MiB per side per dtype, default 1024), SMALL (small tensors, default 100000)
+#        MIB (MiB per side per dtype, default 1024; 0: the small dump only),
+#        SMALL (small tensors, default 100000)
 #        REPS (repetitions, median reported, default 3), MSPROBE=0 to skip msprobe,
 #        KEEP=1 to keep the generated data (deleted otherwise).
 # Prints one line per run and a summary table (GB/s = input bytes of both sides / wall s).
@@ -20,7 +21,7 @@ MSPROBE_BIN="$(cd "$(dirname "$PY")" && pwd)/msprobe"
 BIN=target/release/driftscope
 BASE=target/release/examples/read_baseline
 cargo build --release --bin driftscope --example read_baseline >&2
-if [ ! -d "$D/native_fp32_ref" ]; then
+if [ ! -d "$D/native_fp32_ref" ] && [ ! -d "$D/small_ref" ]; then
   "$PY" benches/gen_dumps.py "$D" --mib-per-side "$MIB" --small "$SMALL" >&2
 fi
 TMP=$(mktemp -d)
@@ -42,6 +43,7 @@ bytes() { du -cb "$@" | tail -1 | cut -f1; }
 printf '%-14s %9s %10s %9s %10s %7s %9s %9s %9s %8s\n' dataset MiB drift_s drift_GBps base_GBps ratio cat_GBps ratio_cat rss_MiB msprobe_x
 for ds in msprobe_fp32 msprobe_bf16 native_fp32 native_bf16; do
   R=$D/${ds}_ref; C=$D/${ds}_dev
+  [ -d "$R" ] || continue   # MIB=0: only the small dump
   b=$(bytes "$R" "$C")
   find "$R" "$C" -type f -exec cat {} + >/dev/null   # warm the page cache
   tb=$(med "$BASE" "$R" "$C")
@@ -61,11 +63,19 @@ for ds in msprobe_fp32 msprobe_bf16 native_fp32 native_bf16; do
   awk -v ds="$ds" -v b="$b" -v td="$td" -v tb="$tb" -v tc="$tc" -v rss="$rss" -v mx="$mx" 'BEGIN {
     printf "%-14s %9.0f %10.3f %9.3f %10.3f %7.2f %9.3f %9.2f %9d %8s\n", ds, b/1048576, td, b/td/1e9, b/tb/1e9, tb/td, b/tc/1e9, tc/td, rss, mx }'
 done
-# Many small tensors: pairs per second, including dump.json parsing and matching.
+# Many small tensors: pairs per second, including dump.json parsing and matching, against
+# read_baseline's floor (open, read, close of every file on 2 threads) and `cat`.
 R=$D/small_ref; C=$D/small_dev
 if [ -d "$R" ]; then
   find "$R" "$C" -type f -exec cat {} + >/dev/null
   n=$(grep -o '"data_name"' "$R/step0/rank0/dump.json" | wc -l)
+  tb=$(med "$BASE" "$R" "$C")
+  tc=$(med bash -c "find '$R' '$C' -type f -exec cat {} + >/dev/null")
+  tp=$(med "$BIN" compare "$R" "$C")
+  rp=$(($(peak) / 1024))
   ts=$(med "$BIN" compare "$R" "$C" --json "$TMP/o.json")
-  awk -v n="$n" -v t="$ts" -v rss="$(($(peak) / 1024))" 'BEGIN { printf "small: %d pairs in %.3f s = %.0f pairs/s, peak RSS %d MiB\n", n, t, n/t, rss }'
+  awk -v n="$n" -v t="$ts" -v tp="$tp" -v tb="$tb" -v tc="$tc" -v rp="$rp" -v rss="$(($(peak) / 1024))" 'BEGIN {
+    printf "small: %d pairs; read_baseline %.3f s = %.0f pairs/s; cat %.3f s = %.0f pairs/s\n", n, tb, n/tb, tc, n/tc
+    printf "small: --json %.3f s = %.0f pairs/s (%.2f of read_baseline, %.2f of cat), peak RSS %d MiB\n", t, n/t, tb/t, tc/t, rss
+    printf "small: plain  %.3f s = %.0f pairs/s (%.2f of read_baseline, %.2f of cat), peak RSS %d MiB\n", tp, n/tp, tb/tp, tc/tp, rp }'
 fi
