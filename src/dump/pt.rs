@@ -49,22 +49,35 @@ pub fn read(path: &Path) -> Result<Vec<PtTensor>> {
 /// is not a reason to convert: torch_npu writes the storage in ND order and casts it back to
 /// that format on load (docs/ascend.md).
 pub fn read_with(path: &Path, force: Option<NpuFormat>) -> Result<Vec<PtTensor>> {
-    // Small files (msprobe's op-level dumps: 100k files of a few KiB) are read with one
-    // `read` into a per-thread buffer: mmap + munmap cost two syscalls, page faults and a TLB
-    // shootdown per file, and no `stat` either (a quarter of the system calls per file): a
-    // read shorter than the buffer ends a regular file. Torch zips in the usual shape are
-    // indexed by `zipdir`, whose central directory sits at the end, so a file cut short
-    // cannot pass for whole; anything else (legacy files, zip64, compressed or odd archives,
-    // larger files) takes the mapped path below. So do folders, devices and read failures,
-    // which that path reports as it always did.
+    // Small files (msprobe's op-level dumps: 100k files of a few KiB) are read into a
+    // per-thread buffer: mmap + munmap cost two syscalls, page faults and a TLB shootdown per
+    // file. A first read shorter than asked ends a regular file, so most take no `stat` (a
+    // quarter of the system calls per file); one that fills it is measured, and read on when
+    // it is still small. Torch zips in the usual shape are indexed by `zipdir`, whose central
+    // directory sits at the end, so a file cut short cannot pass for whole; anything else
+    // (legacy files, zip64, compressed or odd archives, larger files) takes the mapped path
+    // below. So do folders, devices and read failures, which that path reports as it always
+    // did.
     let mut file = File::open(path).map_err(|e| DumpError::new(path, e.into()))?;
     let done = SMALL_BUF.with(|cell| -> Result<Option<Vec<PtTensor>>> {
         let mut buf = cell.borrow_mut();
         // One byte more than the largest small file: a full buffer means a larger file.
         buf.resize(SMALL_FILE_BYTES as usize + 1, 0);
-        let Some(len) = read_short(&mut file, &mut buf) else {
+        let Some(mut len) = read_short(&mut file, &mut buf[..FIRST_READ + 1]) else {
             return Ok(None);
         };
+        if len > FIRST_READ {
+            let small = file
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.len() <= SMALL_FILE_BYTES);
+            if !small {
+                return Ok(None);
+            }
+            let Some(rest) = read_short(&mut file, &mut buf[len..]) else {
+                return Ok(None);
+            };
+            len += rest;
+        }
         let buf = &buf[..len];
         if len > SMALL_FILE_BYTES as usize || !buf.starts_with(b"PK\x03\x04") {
             return Ok(None);
@@ -113,6 +126,9 @@ fn read_short(file: &mut File, buf: &mut [u8]) -> Option<usize> {
     }
     Some(n)
 }
+
+/// Bytes of the first read of a file: a file that ends within it needs no `stat`.
+const FIRST_READ: usize = 64 << 10;
 
 /// Files up to this size are read into memory instead of mapped.
 const SMALL_FILE_BYTES: u64 = 256 << 10;
