@@ -23,7 +23,7 @@ const SMALL: usize = 1 << 20;
 /// Bytes of a mapped file per work item.
 const PIECE: usize = 8 << 20;
 
-/// The files under `p`, sorted by path; the kind of each entry comes from the listing (no
+/// The files under `p`, in name order; the kind of each entry comes from the listing (no
 /// `stat` per file).
 fn walk(p: &Path, out: &mut Vec<PathBuf>) {
     if !p.is_dir() {
@@ -33,10 +33,12 @@ fn walk(p: &Path, out: &mut Vec<PathBuf>) {
     let mut v: Vec<_> = std::fs::read_dir(p)
         .unwrap()
         .flatten()
-        .map(|e| (e.path(), e.file_type().is_ok_and(|t| t.is_dir())))
+        .map(|e| (e.file_name(), e.file_type().is_ok_and(|t| t.is_dir())))
         .collect();
-    v.sort();
-    for (q, dir) in v {
+    // By the names' bytes: `Path`'s order compares component by component, ~10x slower.
+    v.sort_unstable();
+    for (name, dir) in v {
+        let q = p.join(name);
         if dir {
             walk(&q, out);
         } else {
@@ -103,6 +105,7 @@ fn main() {
     for a in std::env::args().skip(1) {
         walk(Path::new(&a), &mut files);
     }
+    let listed = t0.elapsed().as_secs_f64();
     let (total, bytes) = pool.install(|| {
         let read: Vec<Read1> = files
             .par_iter()
@@ -127,10 +130,11 @@ fn main() {
     });
     let secs = t0.elapsed().as_secs_f64();
     println!(
-        "read_baseline files={} bytes={} secs={:.4} GBps={:.3} checksum={:016x}",
+        "read_baseline files={} bytes={} secs={:.4} (listing {:.4}) GBps={:.3} checksum={:016x}",
         files.len(),
         bytes,
         secs,
+        listed,
         bytes as f64 / secs / 1e9,
         total
     );
