@@ -87,6 +87,19 @@ fn rank_err(p: &PairReport) -> Option<f64> {
     Some(if e.is_nan() { f64::INFINITY } else { e })
 }
 
+/// The `k` largest of `(error, index)` in descending `total_cmp` order of the error, ties in
+/// index order: a full sort's first `k` (as stable sorts of the pairs gave), without sorting
+/// 100k pairs for ten rows.
+fn worst_first(mut v: Vec<(f64, usize)>, k: usize) -> impl Iterator<Item = (f64, usize)> {
+    let order = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if v.len() > k {
+        v.select_nth_unstable_by(k, order);
+        v.truncate(k);
+    }
+    v.sort_unstable_by(order);
+    v.into_iter()
+}
+
 /// Indices of the pairs to print, in execution order, and how many rows that matter were left
 /// out by the cap.
 pub fn selected_rows(c: &Comparison, rows: Rows) -> (Vec<usize>, usize) {
@@ -108,16 +121,10 @@ pub fn selected_rows(c: &Comparison, rows: Rows) -> (Vec<usize>, usize) {
         keep[i] = true;
         taken += 1;
     }
-    let mut worst: Vec<usize> = (0..n)
-        .filter(|&i| rank_err(&c.pairs[i]).is_some())
+    let worst: Vec<(f64, usize)> = (0..n)
+        .filter_map(|i| Some((rank_err(&c.pairs[i])?, i)))
         .collect();
-    worst.sort_by(|&a, &b| {
-        rank_err(&c.pairs[b])
-            .unwrap_or(0.0)
-            .total_cmp(&rank_err(&c.pairs[a]).unwrap_or(0.0))
-            .then(a.cmp(&b))
-    });
-    for &i in worst.iter().take(WORST_ROWS) {
+    for (_, i) in worst_first(worst, WORST_ROWS) {
         if !keep[i] {
             keep[i] = true;
             taken += 1;
@@ -289,14 +296,16 @@ pub fn summary(c: &Comparison, color: bool, shown: usize) -> String {
             )
         );
     }
-    let mut worst: Vec<&PairReport> = c.pairs.iter().filter(|p| p.metrics.is_some()).collect();
-    worst.sort_by(|a, b| {
-        let e = |p: &PairReport| p.metrics.as_ref().map(|m| m.rel_l2_err).unwrap_or(0.0);
-        e(b).total_cmp(&e(a))
-    });
+    let worst: Vec<(f64, usize)> = c
+        .pairs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((p.metrics.as_ref()?.rel_l2_err, i)))
+        .collect();
+    let worst: Vec<&PairReport> = worst_first(worst, 5).map(|(_, i)| &c.pairs[i]).collect();
     if !worst.is_empty() {
         let _ = writeln!(s, "worst by relative L2 error:");
-        for p in worst.iter().take(5) {
+        for p in &worst {
             let m = p.metrics.as_ref().unwrap();
             let _ = writeln!(s, "  {:>10}  {}", fmt_f(m.rel_l2_err), p.name);
         }
@@ -340,7 +349,34 @@ pub fn summary(c: &Comparison, color: bool, shown: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::middle_ellipsis;
+    use super::{middle_ellipsis, worst_first};
+
+    #[test]
+    fn worst_first_is_a_stable_sorts_prefix() {
+        // Ties, NaN of both signs and infinities, against the stable full sort it replaces.
+        let pool = [
+            0.5,
+            0.5,
+            f64::NAN,
+            -f64::NAN,
+            f64::INFINITY,
+            0.0,
+            -0.0,
+            1e-9,
+            0.5,
+            2.0,
+        ];
+        let v: Vec<(f64, usize)> = (0..200)
+            .map(|i| (pool[(i * 7 + i / 13) % pool.len()], i))
+            .collect();
+        let mut full = v.clone();
+        full.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for k in [0, 1, 5, 10, 199, 200, 300] {
+            let got: Vec<usize> = worst_first(v.clone(), k).map(|x| x.1).collect();
+            let want: Vec<usize> = full.iter().take(k).map(|x| x.1).collect();
+            assert_eq!(got, want, "k = {k}");
+        }
+    }
 
     #[test]
     fn long_names_keep_both_ends() {
