@@ -177,13 +177,7 @@ fn bisect_reports_read_count() {
 /// Copies a run so a test can break it without touching the bundled dumps.
 fn copy_run(run: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let src = llama(run).join("step0");
-    let proc = std::fs::read_dir(&src)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let proc = llama_rank(run);
     let dst = dir.path().join("step0/proc0");
     std::fs::create_dir_all(dst.join("dump_tensor_data")).unwrap();
     for f in ["dump.json", "stack.json"] {

@@ -4,6 +4,7 @@
 use crate::common;
 use common::*;
 use driftscope::compare::{compare, CompareOptions, Status};
+use driftscope::comparison::Comparison;
 use driftscope::dump::{Format, Task};
 use driftscope::verdict::{Overall, Verdict};
 use serde_json::Value;
@@ -15,13 +16,7 @@ fn rewrite(
     task: &str,
     f: &dyn Fn(&str, &mut serde_json::Map<String, Value>),
 ) {
-    let src = llama(run).join("step0");
-    let proc = std::fs::read_dir(&src)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let proc = llama_rank(run);
     let mut v =
         driftscope::dump::msprobe::parse_json(&std::fs::read(proc.join("dump.json")).unwrap())
             .unwrap();
@@ -44,6 +39,30 @@ fn rewrite(
     }
     walk(&mut v["data"], f);
     std::fs::write(dir.join("dump.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+/// `compare` as the session runs it (the own-error check included), default options.
+fn judged(r: &driftscope::dump::Dump, d: &driftscope::dump::Dump) -> Comparison {
+    driftscope::session::compare_dumps(
+        r,
+        d,
+        &CompareOptions::default(),
+        &driftscope::align::Remap::default(),
+        &|| {},
+    )
+}
+
+/// The injected fault of `cuda_fp16_fault_silu_l1` is the first divergence.
+fn assert_first_is_the_silu_fault(c: &Comparison) {
+    assert_eq!(
+        c.analysis
+            .first_divergence
+            .as_ref()
+            .map(|f| f.name.as_str()),
+        Some("Functional.silu.1.forward"),
+        "{}",
+        c.analysis.summary
+    );
 }
 
 #[test]
@@ -77,15 +96,7 @@ fn statistics_task_compares_recorded_statistics_and_finds_the_fault() {
         .unwrap();
     assert!(silu.stats_diff.unwrap().norm_rel_diff().unwrap() > 1e-3);
     // The norm bound alone is enough to name the fault, and clean runs stay clean.
-    assert_eq!(
-        c.analysis
-            .first_divergence
-            .as_ref()
-            .map(|f| f.name.as_str()),
-        Some("Functional.silu.1.forward"),
-        "{}",
-        c.analysis.summary
-    );
+    assert_first_is_the_silu_fault(&c);
 }
 
 #[test]
@@ -102,23 +113,9 @@ fn statistics_task_skips_the_replay_no_call_of_it_allows() {
         &|_, _| {},
     );
     let (r, d) = (open(a.path()), open(b.path()));
-    let c = driftscope::session::compare_dumps(
-        &r,
-        &d,
-        &CompareOptions::default(),
-        &driftscope::align::Remap::default(),
-        &|| {},
-    );
+    let c = judged(&r, &d);
     assert_eq!(c.analysis.replayed, Some(0));
-    assert_eq!(
-        c.analysis
-            .first_divergence
-            .as_ref()
-            .map(|f| f.name.as_str()),
-        Some("Functional.silu.1.forward"),
-        "{}",
-        c.analysis.summary
-    );
+    assert_first_is_the_silu_fault(&c);
     let (ds, rs) = (
         driftscope::replay::Side::new(&d).unwrap(),
         driftscope::replay::Side::new(&r).unwrap(),
@@ -285,26 +282,31 @@ fn mindspore_style_npy_tensor_files_compare_like_pt() {
 /// Copies a run's rank folder into `dir` with every call's inputs dropped from dump.json and
 /// their tensor files left out: what msprobe's `data_mode: ["output"]` writes.
 fn outputs_only(run: &str, dir: &std::path::Path) {
-    let src = llama(run).join("step0");
-    let proc = std::fs::read_dir(&src)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let proc = llama_rank(run);
     let mut v =
         driftscope::dump::msprobe::parse_json(&std::fs::read(proc.join("dump.json")).unwrap())
             .unwrap();
     let data = dir.join("dump_tensor_data");
     std::fs::create_dir(&data).unwrap();
-    for rec in v["data"].as_object_mut().unwrap().values_mut() {
-        let rec = rec.as_object_mut().unwrap();
-        rec.retain(|k, _| !k.starts_with("input"));
-        let s = serde_json::to_string(&*rec).unwrap();
-        for name in s.split("\"data_name\":\"").skip(1) {
-            let name = &name[..name.find('"').unwrap()];
-            std::fs::copy(proc.join("dump_tensor_data").join(name), data.join(name)).unwrap();
+    fn data_names(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                out.extend(o.get("data_name").and_then(Value::as_str).map(String::from));
+                o.values().for_each(|x| data_names(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| data_names(x, out)),
+            _ => {}
         }
+    }
+    for rec in v["data"].as_object_mut().unwrap().values_mut() {
+        rec.as_object_mut()
+            .unwrap()
+            .retain(|k, _| !k.starts_with("input"));
+    }
+    let mut names = Vec::new();
+    data_names(&v["data"], &mut names);
+    for name in names {
+        std::fs::copy(proc.join("dump_tensor_data").join(&name), data.join(&name)).unwrap();
     }
     std::fs::write(dir.join("dump.json"), serde_json::to_vec(&v).unwrap()).unwrap();
 }
@@ -325,21 +327,7 @@ fn outputs_only_dump_skips_the_replay_without_reading_the_records() {
     assert!(d.entries.len() > 100, "{} entries", d.entries.len());
     std::fs::remove_file(a.path().join("dump.json")).unwrap();
     std::fs::remove_file(b.path().join("dump.json")).unwrap();
-    let c = driftscope::session::compare_dumps(
-        &r,
-        &d,
-        &CompareOptions::default(),
-        &driftscope::align::Remap::default(),
-        &|| {},
-    );
+    let c = judged(&r, &d);
     assert_eq!(c.analysis.replayed, Some(0));
-    assert_eq!(
-        c.analysis
-            .first_divergence
-            .as_ref()
-            .map(|f| f.name.as_str()),
-        Some("Functional.silu.1.forward"),
-        "{}",
-        c.analysis.summary
-    );
+    assert_first_is_the_silu_fault(&c);
 }

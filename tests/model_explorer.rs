@@ -153,13 +153,7 @@ fn mobilenet_l0_export_nests_modules_by_construct_json() {
 #[test]
 fn a_malformed_construct_json_is_named_and_the_tree_falls_back() {
     let t = tempfile::tempdir().unwrap();
-    let src = llama("cuda_fp16_fault_silu_l1").join("step0");
-    let proc = std::fs::read_dir(&src)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let proc = llama_rank("cuda_fp16_fault_silu_l1");
     let dst = t.path().join("step0/proc0");
     std::fs::create_dir_all(dst.join("dump_tensor_data")).unwrap();
     for f in ["dump.json", "stack.json"] {

@@ -17,6 +17,17 @@ pub fn llama(run: &str) -> PathBuf {
     h200(&format!("llama/msprobe/{run}"))
 }
 
+/// The rank folder of a llama msprobe run (`step0/proc…`, the only one): its dump.json,
+/// stack.json and dump_tensor_data.
+pub fn llama_rank(run: &str) -> PathBuf {
+    std::fs::read_dir(llama(run).join("step0"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+}
+
 /// A llama plain (safetensors) run.
 pub fn llama_plain(run: &str) -> PathBuf {
     h200(&format!("llama/plain/{run}/activations.safetensors"))
