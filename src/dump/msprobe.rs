@@ -698,18 +698,17 @@ impl Walk<'_> {
         } else {
             self.label
         };
-        let fallback = match (self.label, index.is_empty()) {
-            ("debug", true) => self.place.to_string(),
-            ("debug", false) => format!("{}.{index}", self.place),
-            (_, true) => format!("{}.{io}.0", self.place),
-            (_, false) => format!("{}.{io}.{index}", self.place),
+        // The name of a tensor without a `data_name`, and of any entry in an error: spelt
+        // only when needed (a `format!` per tensor was a tenth of an op-level dump's walk).
+        let place = self.place;
+        let fallback = || match (self.label, index.is_empty()) {
+            ("debug", true) => place.to_string(),
+            ("debug", false) => format!("{place}.{index}"),
+            (_, true) => format!("{place}.{io}.0"),
+            (_, false) => format!("{place}.{io}.{index}"),
         };
-        let index = self
-            .shared
-            .text(if index.is_empty() { "0" } else { &index });
-        let bad = |m: String| {
-            DumpError::new(self.json_path, ErrorKind::Json(m)).with_entry(fallback.clone())
-        };
+        let bad =
+            |m: String| DumpError::new(self.json_path, ErrorKind::Json(m)).with_entry(fallback());
         let dtype_s = o.get("dtype").and_then(|d| d.as_str()).unwrap_or("");
         let dtype = DType::parse(dtype_s);
         let dims: Option<Vec<usize>> = match o.get("shape") {
@@ -736,7 +735,7 @@ impl Walk<'_> {
                 let file = self
                     .data_dir
                     .resolve(dn)
-                    .map_err(|e| e.with_entry(fallback.clone()))?;
+                    .map_err(|e| e.with_entry(fallback()))?;
                 let (stem, src) = if let Some(s) = dn.strip_suffix(".pt") {
                     (s, Source::Pt(file))
                 } else if let Some(s) = dn.strip_suffix(".npy") {
@@ -744,21 +743,24 @@ impl Walk<'_> {
                 } else {
                     return Err(bad(format!("data_name `{dn}` is neither .pt nor .npy")));
                 };
-                (stem.to_string(), src)
+                (Arc::from(stem), src)
             }
             None => (
-                fallback.clone(),
+                Arc::from(fallback()),
                 Source::Absent("statistics-only dump".into()),
             ),
         };
+        let index = self
+            .shared
+            .text(if index.is_empty() { "0" } else { &index });
         if dtype.is_none() && matches!(source, Source::Pt(_) | Source::Npy(_)) {
             return Err(
                 DumpError::new(self.json_path, ErrorKind::Dtype(dtype_s.to_string()))
-                    .with_entry(name),
+                    .with_entry(&*name),
             );
         }
         self.out.push(Entry {
-            name: name.into(),
+            name,
             place: self.place.clone(),
             role: self.role,
             index,
