@@ -84,10 +84,11 @@ pub enum Value {
     Dict(Vec<(Value, Value)>),
     /// A whitelisted global.
     Global(Global),
-    /// A storage from a persistent id.
-    Storage(StorageRef),
+    /// A storage from a persistent id (boxed, as the tensor: every value on the stack is as
+    /// large as the largest variant, and a tensor pickle moves values some forty times).
+    Storage(Box<StorageRef>),
     /// A rebuilt tensor.
-    Tensor(TensorRef),
+    Tensor(Box<TensorRef>),
 }
 
 impl Value {
@@ -157,8 +158,9 @@ fn load_with(
     Machine {
         data,
         pos: 0,
-        stack: Vec::new(),
-        marks: Vec::new(),
+        // A tensor pickle holds up to a dozen values and two marks at once.
+        stack: Vec::with_capacity(16),
+        marks: Vec::with_capacity(4),
         memo: std::collections::HashMap::new(),
         keys_only,
         memo_keys: MemoKeys::default(),
@@ -590,7 +592,7 @@ impl<'a> Machine<'a> {
                 b'Q' => {
                     let pid = self.pop()?;
                     let s = self.persistent(pid)?;
-                    self.push(Value::Storage(s))?
+                    self.push(Value::Storage(Box::new(s)))?
                 }
                 b'R' => {
                     let args = self.pop()?;
@@ -619,7 +621,7 @@ impl<'a> Machine<'a> {
     }
 
     fn persistent(&self, pid: Value) -> R<StorageRef> {
-        let t = match pid {
+        let mut t = match pid {
             Value::Tuple(t) => t,
             _ => return Err(bad("persistent id is not a tuple")),
         };
@@ -627,20 +629,20 @@ impl<'a> Machine<'a> {
             PersistentIds::Zip => 5,
             PersistentIds::Legacy => 6,
         };
-        if t.len() != want || t[0] != Value::Str("storage".into()) {
+        if t.len() != want || !matches!(&t[0], Value::Str(s) if s == "storage") {
             return Err(bad(format!("unexpected persistent id {t:?}")));
         }
         let dtype = match &t[1] {
             Value::Global(Global::Storage(d)) => *d,
             other => return Err(bad(format!("persistent id storage type {other:?}"))),
         };
-        let key = match &t[2] {
-            Value::Str(s) => s.clone(),
+        let key = match &mut t[2] {
+            Value::Str(s) => std::mem::take(s),
             Value::Int(i) => i.to_string(),
             _ => return Err(bad("persistent id key is not a string")),
         };
-        let location = match &t[3] {
-            Value::Str(s) => s.clone(),
+        let location = match &mut t[3] {
+            Value::Str(s) => std::mem::take(s),
             _ => return Err(bad("persistent id location is not a string")),
         };
         let numel = t[4]
@@ -737,7 +739,7 @@ fn reduce(f: Value, args: Value) -> R<Value> {
         Value::Global(g) => g,
         other => return Err(bad(format!("REDUCE on a non-callable {other:?}"))),
     };
-    let args = match args {
+    let mut args = match args {
         Value::Tuple(t) => t,
         _ => return Err(bad("REDUCE arguments are not a tuple")),
     };
@@ -757,8 +759,8 @@ fn reduce(f: Value, args: Value) -> R<Value> {
             if args.len() < min || args.len() > 7 {
                 return Err(bad(format!("tensor rebuild with {} arguments", args.len())));
             }
-            let storage = match &args[0] {
-                Value::Storage(s) => s.clone(),
+            let storage = match std::mem::replace(&mut args[0], Value::None) {
+                Value::Storage(s) => *s,
                 _ => return Err(bad("tensor rebuild without a storage")),
             };
             let offset = args[1]
@@ -779,13 +781,13 @@ fn reduce(f: Value, args: Value) -> R<Value> {
             } else {
                 None
             };
-            Ok(Value::Tensor(TensorRef {
+            Ok(Value::Tensor(Box::new(TensorRef {
                 storage,
                 offset,
                 shape,
                 stride,
                 npu_format,
-            }))
+            })))
         }
         Global::Storage(_) => Err(bad("storage classes are not callable here")),
     }

@@ -470,7 +470,7 @@ fn read_legacy(path: &Path, map: Arc<Mmap>, force: Option<NpuFormat>) -> Result<
 
 fn collect_refs(v: &Value, out: &mut Vec<TensorRef>) {
     match v {
-        Value::Tensor(r) => out.push(r.clone()),
+        Value::Tensor(r) => out.push((**r).clone()),
         Value::Dict(items) => items.iter().for_each(|(_, x)| collect_refs(x, out)),
         Value::List(items) | Value::Tuple(items) => items.iter().for_each(|x| collect_refs(x, out)),
         _ => {}
