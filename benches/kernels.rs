@@ -1,11 +1,12 @@
 //! Criterion micro-benchmarks of the metric kernel (`metrics::measure`) on in-memory tensors:
 //! f32, f16, bf16 and mixed dtypes, 4M elements per side (chunked over rayon like a real pair),
-//! and `f32_1k`: 1024-element f32 pairs, the op-level dumps' size (the kernel's fixed cost per call).
+//! and `f32_1k`: 1024-element f32 pairs, the op-level dumps' size (the kernel's fixed cost per call),
+//! with the histograms (`--json`) and without (`f32_1k_no_histograms`, a plain `compare`).
 //! `cargo bench --bench kernels`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use driftscope::dump::{Bytes, DType, Tensor};
-use driftscope::metrics::measure;
+use driftscope::metrics::{measure, measure_with, Histograms};
 use half::{bf16, f16};
 
 const N: usize = 1 << 22;
@@ -75,6 +76,10 @@ fn bench(c: &mut Criterion) {
     );
     g.throughput(Throughput::Bytes((a.data.len() + b.data.len()) as u64));
     g.bench_function("f32_1k", |bch| bch.iter(|| measure(&a, &b)));
+    // What a plain `compare` runs: no histograms.
+    g.bench_function("f32_1k_no_histograms", |bch| {
+        bch.iter(|| measure_with(&a, &b, Histograms::Skip))
+    });
     g.finish();
 }
 
