@@ -131,6 +131,13 @@ pub fn places(pairs: &[PairReport]) -> Vec<Vec<usize>> {
     let mut out: Vec<Vec<usize>> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for (i, p) in pairs.iter().enumerate() {
+        // A place's pairs mostly come one after the other: no hashing for those.
+        if let Some(last) = out.last_mut() {
+            if *pairs[last[0]].place == *p.place {
+                last.push(i);
+                continue;
+            }
+        }
         match index.get(&*p.place) {
             Some(&k) => out[k].push(i),
             None => {
