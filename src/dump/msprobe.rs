@@ -312,61 +312,76 @@ fn walk_record(
     rec: &Node,
     p: &mut Parsed,
 ) -> Result<()> {
-    let op = op_type(place).map(|o| p.shared.text(&o));
-    let place_name: Arc<str> = place.into();
+    let at = Record::new(json_path, data_dir, order, place, &mut p.shared);
     // msprobe's debug task (`debug.json`, `msprobe.save`): `{name}.{count}.debug` holds the
     // saved value itself, a tensor or a nested structure of them.
-    if place.ends_with(".debug") {
-        let mut ctx = Walk {
-            json_path,
-            data_dir,
-            place: &place_name,
-            role: Role::Debug,
-            label: "debug",
-            order,
-            op: &op,
-            out: &mut p.entries,
-            any_md5: &mut p.any_md5,
-            shared: &mut p.shared,
-            scratch: &mut p.scratch,
-        };
-        return ctx.walk(rec, String::new(), 0);
+    if at.is_debug() {
+        return Walk::new(&at, p, Role::Debug, "debug").walk(rec, String::new(), 0);
     }
     let Node::Object(rec) = rec else {
-        return Err(
-            DumpError::new(json_path, ErrorKind::Json("entry is not an object".into()))
-                .with_entry(place),
-        );
+        return Err(at.not_an_object());
     };
     for (key, v) in rec {
-        // The role's spelling in tensor names (msprobe's file names say `input`, `kwargs`).
-        let label = match &**key {
+        let (role, label) = at.role_of(key);
+        Walk::new(&at, p, role, label).walk(v, String::new(), 0)?;
+    }
+    Ok(())
+}
+
+/// What the walk of one `data` record knows of the record itself.
+struct Record<'a> {
+    json_path: &'a Path,
+    data_dir: &'a Resolver,
+    order: usize,
+    place: Arc<str>,
+    op: Option<Arc<str>>,
+}
+
+impl<'a> Record<'a> {
+    fn new(
+        json_path: &'a Path,
+        data_dir: &'a Resolver,
+        order: usize,
+        place: &str,
+        shared: &mut Interner,
+    ) -> Self {
+        Record {
+            json_path,
+            data_dir,
+            order,
+            op: op_type(place).map(|o| shared.text(&o)),
+            place: place.into(),
+        }
+    }
+
+    fn is_debug(&self) -> bool {
+        self.place.ends_with(".debug")
+    }
+
+    fn not_an_object(&self) -> DumpError {
+        DumpError::new(
+            self.json_path,
+            ErrorKind::Json("entry is not an object".into()),
+        )
+        .with_entry(&*self.place)
+    }
+
+    /// The role of a record's key, and its spelling in tensor names (msprobe's file names say
+    /// `input`, `kwargs`).
+    fn role_of<'k>(&self, key: &'k str) -> (Role, &'k str) {
+        let label = match key {
             "input_args" => "input",
             "input_kwargs" => "kwargs",
             k => k,
         };
         // A parameter-gradient record maps parameter names to gradients.
-        let role = if place.ends_with(".parameters_grad") {
+        let role = if self.place.ends_with(".parameters_grad") {
             Role::ParametersGrad
         } else {
             Role::from_key(key)
         };
-        let mut ctx = Walk {
-            json_path,
-            data_dir,
-            place: &place_name,
-            role,
-            label,
-            order,
-            op: &op,
-            out: &mut p.entries,
-            any_md5: &mut p.any_md5,
-            shared: &mut p.shared,
-            scratch: &mut p.scratch,
-        };
-        ctx.walk(v, String::new(), 0)?;
+        (role, label)
     }
-    Ok(())
 }
 
 /// Visitor methods for a value that is not an object: accepted and skipped, giving `$none`
@@ -401,16 +416,18 @@ macro_rules! accept_non_objects {
     };
 }
 
-/// `dump.json` read as a stream: each `data` record is parsed into a small tree, walked and
-/// dropped, so the whole document never exists as a tree (a 100k-entry dump.json of 33 MB
-/// made a tree of several hundred MB). Same entries, order and errors as `open_tree`: the
-/// first walk error is kept and reported only when the whole document parses, as the tree
-/// path would report the parse error first.
+/// `dump.json` read as a stream: each `data` record is walked as it is parsed, without a tree
+/// (building and dropping one per record was 13% of the open's instructions), so the document
+/// never exists as a tree (a 100k-entry dump.json of 33 MB made one of several hundred MB). Same
+/// entries, order and errors as `open_tree`: the first walk error is kept and reported only
+/// when the whole document parses, as the tree path would report the parse error first.
+/// Documents whose meaning needs the tree (repeated keys: first place, last value) go to it.
 mod stream {
     use super::super::guard::ReleaseBehind;
     use super::super::json_tree::Text;
     use super::{
-        walk_record, DumpError, ErrorKind, Interner, Node, Parsed, Path, Resolver, Result, Value,
+        DumpError, ErrorKind, Interner, Keyed, Node, Parsed, Path, Record, Resolver, Result, Role,
+        Value, Walk,
     };
     use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
     use std::collections::HashSet;
@@ -423,7 +440,8 @@ mod stream {
         first_err: Option<DumpError>,
         /// Hashes of the places seen: a repeat (or a collision) sends us to the tree path.
         places: HashSet<u64>,
-        duplicate: bool,
+        /// The document needs the tree path (see [`Outcome::tree`]).
+        needs_tree: bool,
         /// `data` was seen holding an object (the last `data` key decides in the tree).
         data_object: bool,
         data_keys: usize,
@@ -450,7 +468,7 @@ mod stream {
             },
             first_err: None,
             places: HashSet::new(),
-            duplicate: false,
+            needs_tree: false,
             data_object: false,
             data_keys: 0,
             release,
@@ -463,7 +481,7 @@ mod stream {
                 ErrorKind::Json(e.to_string()),
             )));
         }
-        if st.duplicate || st.data_keys > 1 {
+        if st.needs_tree || st.data_keys > 1 {
             return None;
         }
         if !st.data_object {
@@ -542,27 +560,317 @@ mod stream {
                 if let (Some(r), std::borrow::Cow::Borrowed(p)) = (&mut st.release, &place) {
                     r.reached(p.as_ptr());
                 }
-                let rec: Node<'de> = m.next_value()?;
                 if !st.places.insert(hash(&place)) {
-                    st.duplicate = true;
+                    st.needs_tree = true;
                 }
-                if st.first_err.is_none() && !st.duplicate {
-                    if let Err(e) = walk_record(
+                if st.first_err.is_some() || st.needs_tree {
+                    // Nothing more to learn from the records, but the rest must parse.
+                    m.next_value::<Node<'de>>()?;
+                } else {
+                    let at = Record::new(
                         st.json_path,
                         st.data_dir,
                         order,
                         &place,
-                        &rec,
-                        &mut st.parsed,
-                    ) {
-                        st.first_err = Some(e);
-                    }
+                        &mut st.parsed.shared,
+                    );
+                    let mut out = Outcome::default();
+                    m.next_value_seed(RecordSeed {
+                        at: &at,
+                        p: &mut st.parsed,
+                        out: &mut out,
+                    })?;
+                    st.needs_tree = out.tree;
+                    st.first_err = out.err;
                 }
                 order += 1;
             }
             Ok(())
         }
         accept_non_objects!('de, (), (), Value);
+    }
+
+    /// What walking one record found besides its entries.
+    #[derive(Default)]
+    struct Outcome {
+        /// The first error of the walk, in the tree walk's order.
+        err: Option<DumpError>,
+        /// The record holds what only the tree reads exactly: a repeated key, a tensor key
+        /// (`dtype`, `shape`, ...) holding a structure, or nesting near the tree walk's limit.
+        tree: bool,
+    }
+
+    impl Outcome {
+        fn fail(&mut self, e: DumpError) {
+            self.err.get_or_insert(e);
+        }
+    }
+
+    /// Nesting from which a record goes to the tree path, below the tree walk's limit (32) by
+    /// the two levels a tensor key's value may hold.
+    const DIRECT_DEPTH: usize = 30;
+
+    /// One `data` record, walked as it is parsed (what `walk_record` does to its tree).
+    struct RecordSeed<'s, 'a> {
+        at: &'s Record<'a>,
+        p: &'s mut Parsed,
+        out: &'s mut Outcome,
+    }
+
+    impl<'de> DeserializeSeed<'de> for RecordSeed<'_, '_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+            if self.at.is_debug() {
+                let mut w = Walk::new(self.at, self.p, Role::Debug, "debug");
+                return ValueSeed::root(&mut w, self.out).deserialize(d);
+            }
+            let object = d.deserialize_any(RecordSeed {
+                at: self.at,
+                p: &mut *self.p,
+                out: &mut *self.out,
+            })?;
+            if !object {
+                self.out.fail(self.at.not_an_object());
+            }
+            Ok(())
+        }
+    }
+
+    impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
+        /// Whether the record was an object.
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<bool, A::Error> {
+            let mut keys = Keys::default();
+            while let Some(Text(key)) = m.next_key::<Text<'de>>()? {
+                self.out.tree |= keys.repeated(&key);
+                let (role, label) = self.at.role_of(&key);
+                let mut w = Walk::new(self.at, self.p, role, label);
+                m.next_value_seed(ValueSeed::root(&mut w, self.out))?;
+            }
+            Ok(true)
+        }
+        accept_non_objects!('de, bool, false, Node<'de>);
+    }
+
+    /// Where a value sits under its parent: what its index in tensor names adds.
+    #[derive(Clone, Copy)]
+    enum Step<'k> {
+        Root,
+        Item(usize),
+        Key(&'k str),
+    }
+
+    /// One value inside a record, walked as it is parsed (what `Walk::walk` does to its tree).
+    struct ValueSeed<'s, 'w, 'k> {
+        w: &'s mut Walk<'w>,
+        out: &'s mut Outcome,
+        parent: &'k str,
+        step: Step<'k>,
+        depth: usize,
+    }
+
+    impl<'s, 'w> ValueSeed<'s, 'w, 'static> {
+        fn root(w: &'s mut Walk<'w>, out: &'s mut Outcome) -> Self {
+            ValueSeed {
+                w,
+                out,
+                parent: "",
+                step: Step::Root,
+                depth: 0,
+            }
+        }
+    }
+
+    impl ValueSeed<'_, '_, '_> {
+        /// This value's index: `parent.step`, as `Walk::walk` spells it.
+        fn index(&self) -> String {
+            let step = match self.step {
+                Step::Root => return self.parent.to_string(),
+                Step::Item(i) => i.to_string(),
+                Step::Key(k) => k.to_string(),
+            };
+            if self.parent.is_empty() {
+                step
+            } else {
+                format!("{}.{step}", self.parent)
+            }
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for ValueSeed<'_, '_, '_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+            if self.depth >= DIRECT_DEPTH {
+                self.out.tree = true;
+            }
+            if self.out.tree {
+                // The record goes to the tree path: parse it as the tree would, and no more.
+                <Node as serde::Deserialize>::deserialize(d)?;
+                return Ok(());
+            }
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for ValueSeed<'_, '_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut s: A,
+        ) -> std::result::Result<(), A::Error> {
+            let index = self.index();
+            let mut i = 0;
+            while s
+                .next_element_seed(ValueSeed {
+                    w: &mut *self.w,
+                    out: &mut *self.out,
+                    parent: &index,
+                    step: Step::Item(i),
+                    depth: self.depth + 1,
+                })?
+                .is_some()
+            {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<(), A::Error> {
+            // Whether this object is a tensor (`dtype` and `shape`), skipped (`type`) or a
+            // container is known only at its end: its other values are walked as they come,
+            // and what they did is undone if it proves not to be a container.
+            let before = (self.w.out.len(), *self.w.any_md5, self.out.err.is_some());
+            let index = self.index();
+            let mut fields = TensorFields::default();
+            let mut keys = Keys::default();
+            while let Some(Text(key)) = m.next_key::<Text<'de>>()? {
+                self.out.tree |= keys.repeated(&key);
+                match TensorFields::slot(&key) {
+                    Some(i) => {
+                        let v: Node<'de> = m.next_value()?;
+                        // Read as a tensor's field, walked as a container's child: equal only
+                        // for a scalar or a list of scalars.
+                        self.out.tree |= !is_flat(&v);
+                        fields.0[i] = Some(v);
+                    }
+                    None => m.next_value_seed(ValueSeed {
+                        w: &mut *self.w,
+                        out: &mut *self.out,
+                        parent: &index,
+                        step: Step::Key(&key),
+                        depth: self.depth + 1,
+                    })?,
+                }
+            }
+            if self.out.tree {
+                return Ok(());
+            }
+            let tensor = fields.get("dtype").is_some() && fields.get("shape").is_some();
+            if tensor || fields.get("type").is_some() {
+                self.w.out.truncate(before.0);
+                *self.w.any_md5 = before.1;
+                if !before.2 {
+                    self.out.err = None;
+                }
+                if tensor && self.out.err.is_none() {
+                    if let Err(e) = self.w.tensor(&fields, index) {
+                        self.out.fail(e);
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// A scalar, or a list of scalars: nothing the tree walk could find a tensor in.
+    fn is_flat(v: &Node) -> bool {
+        match v {
+            Node::Array(items) => items
+                .iter()
+                .all(|x| !matches!(x, Node::Array(_) | Node::Object(_))),
+            Node::Object(_) => false,
+            _ => true,
+        }
+    }
+
+    /// The keys `Walk::tensor` reads, and `type`.
+    const TENSOR_KEYS: [&str; 9] = [
+        "dtype",
+        "shape",
+        "type",
+        "Max",
+        "Min",
+        "Mean",
+        "Norm",
+        "md5",
+        "data_name",
+    ];
+
+    /// An object's values for [`TENSOR_KEYS`].
+    #[derive(Default)]
+    struct TensorFields<'de>([Option<Node<'de>>; TENSOR_KEYS.len()]);
+
+    impl TensorFields<'_> {
+        fn slot(key: &str) -> Option<usize> {
+            TENSOR_KEYS.iter().position(|k| *k == key)
+        }
+    }
+
+    impl<'de> Keyed<'de> for TensorFields<'de> {
+        fn get(&self, key: &str) -> Option<&Node<'de>> {
+            self.0[Self::slot(key)?].as_ref()
+        }
+    }
+
+    /// The keys of one object so far, to notice a repeated one, by a cheap hash kept in place
+    /// while few (a tensor has ~10 keys) and in a set beyond: no allocation for a tensor's
+    /// object, and a collision only sends the document to the tree path, which is always right.
+    #[derive(Default)]
+    struct Keys {
+        few: [u64; 16],
+        len: usize,
+        many: HashSet<u64>,
+    }
+
+    impl Keys {
+        fn repeated(&mut self, key: &str) -> bool {
+            // FNV-1a: keys are short, and no input can do worse than a detour through the tree.
+            let h = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            if self.len < self.few.len() {
+                if self.few[..self.len].contains(&h) {
+                    return true;
+                }
+                self.few[self.len] = h;
+                self.len += 1;
+                return false;
+            }
+            self.few.contains(&h) || !self.many.insert(h)
+        }
     }
 
     fn hash(s: &str) -> u64 {
@@ -652,6 +960,17 @@ pub fn raw_records(
     }
 }
 
+/// An object's value for a key: what [`Walk::tensor`] reads of a tensor's object.
+trait Keyed<'n> {
+    fn get(&self, key: &str) -> Option<&Node<'n>>;
+}
+
+impl<'n> Keyed<'n> for Node<'n> {
+    fn get(&self, key: &str) -> Option<&Node<'n>> {
+        Node::get(self, key)
+    }
+}
+
 struct Walk<'a> {
     json_path: &'a Path,
     data_dir: &'a Resolver,
@@ -666,7 +985,23 @@ struct Walk<'a> {
     scratch: &'a mut String,
 }
 
-impl Walk<'_> {
+impl<'a> Walk<'a> {
+    fn new(at: &'a Record, p: &'a mut Parsed, role: Role, label: &'a str) -> Self {
+        Walk {
+            json_path: at.json_path,
+            data_dir: at.data_dir,
+            place: &at.place,
+            role,
+            label,
+            order: at.order,
+            op: &at.op,
+            out: &mut p.entries,
+            any_md5: &mut p.any_md5,
+            shared: &mut p.shared,
+            scratch: &mut p.scratch,
+        }
+    }
+
     fn walk(&mut self, v: &Node, index: String, depth: usize) -> Result<()> {
         if depth > 32 {
             return Err(DumpError::new(
@@ -702,7 +1037,7 @@ impl Walk<'_> {
         Ok(())
     }
 
-    fn tensor(&mut self, o: &Node, index: String) -> Result<()> {
+    fn tensor<'n>(&mut self, o: &impl Keyed<'n>, index: String) -> Result<()> {
         // Named as msprobe's compare names it: keyword arguments are inputs
         // (`...forward.input.attn_mask`); the role stays `kwargs`.
         let io = if self.label == "kwargs" {
@@ -994,6 +1329,117 @@ mod tests {
                 String::from_utf8_lossy(&got),
                 String::from_utf8_lossy(&want)
             );
+        }
+    }
+
+    /// A JSON value's text, from a small alphabet of msprobe's keys and values, objects
+    /// possibly repeating a key, nested up to `depth`.
+    fn json_text(depth: u32) -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        const KEYS: [&str; 14] = [
+            "input_args",
+            "input_kwargs",
+            "output",
+            "dtype",
+            "shape",
+            "type",
+            "Max",
+            "Norm",
+            "md5",
+            "data_name",
+            "a",
+            "0",
+            "b\\u00e9",
+            "requires_grad",
+        ];
+        const LEAVES: [&str; 16] = [
+            "null",
+            "true",
+            "0",
+            "7",
+            "-3",
+            "1.5e3",
+            "\"torch.float32\"",
+            "\"torch.bfloat16\"",
+            "\"bad\"",
+            "\"x.pt\"",
+            "\"sub/y.npy\"",
+            "\"z.txt\"",
+            "\"NaN\"",
+            "[2, 3]",
+            "[]",
+            "[1, -1]",
+        ];
+        let leaf = (0..LEAVES.len()).prop_map(|i| LEAVES[i].to_string());
+        leaf.prop_recursive(depth, 96, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|v| format!("[{}]", v.join(", "))),
+                proptest::collection::vec((0..KEYS.len(), inner), 0..7).prop_map(|kv| {
+                    let fields: Vec<String> = kv
+                        .into_iter()
+                        .map(|(k, v)| format!("\"{}\": {v}", KEYS[k]))
+                        .collect();
+                    format!("{{{}}}", fields.join(", "))
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        /// The stream reads every document it does not hand to the tree exactly as the tree
+        /// path does: the same entries in the same order, or the same first error.
+        #[test]
+        fn stream_reads_as_the_tree(
+            records in proptest::collection::vec(
+                (0usize..5, json_text(4)), 0..5),
+            tensorish in proptest::collection::vec(
+                (0usize..5, 0usize..4, proptest::bool::ANY), 0..4),
+        ) {
+            const PLACES: [&str; 5] = [
+                "Functional.linear.0.forward", "Tensor.add.1.forward", "x.0.debug",
+                "Module.fc.Linear.parameters_grad", "Functional.linear.0.forward",
+            ];
+            const DTYPES: [&str; 4] = ["torch.float32", "torch.float16", "bad", "torch.int64"];
+            let mut fields: Vec<String> = records
+                .iter()
+                .map(|(p, v)| format!("\"{}\": {v}", PLACES[*p]))
+                .collect();
+            // Records shaped as msprobe writes them, so that tensors are found too.
+            for (k, (p, d, named)) in tensorish.iter().enumerate() {
+                let name = if *named { format!(", \"data_name\": \"t{k}.pt\"") } else { String::new() };
+                fields.push(format!(
+                    "\"{}.{k}\": {{\"input_args\": [{{\"type\": \"torch.Tensor\", \"dtype\": \"{}\", \
+                     \"shape\": [2, {k}], \"Max\": 1.5, \"Min\": NaN, \"md5\": \"ab\"{name}}}, 3], \
+                     \"output\": {{\"x\": {{\"dtype\": \"{}\", \"shape\": []}}}}}}",
+                    PLACES[*p], DTYPES[*d], DTYPES[(d + 1) % 4]
+                ));
+            }
+            let doc = format!("{{\"task\": \"tensor\", \"data\": {{{}}}}}", fields.join(", "));
+            let bytes = quote_nonfinite(doc.as_bytes());
+            let t = tempfile::tempdir().unwrap();
+            let json_path = t.path().join("dump.json");
+            let dir = Resolver::new(t.path().join("dump_tensor_data"), false);
+            let Some(streamed) = stream::read(&bytes, &json_path, &dir, None) else {
+                return Ok(()); // handed to the tree
+            };
+            let tree = open_tree(&bytes, &json_path, &dir);
+            match (streamed, tree) {
+                (Ok(a), Ok(b)) => {
+                    proptest::prop_assert_eq!(
+                        format!("{:?} {} {:?}", a.entries, a.any_md5, a.task),
+                        format!("{:?} {} {:?}", b.entries, b.any_md5, b.task)
+                    );
+                }
+                (Err(a), Err(b)) => proptest::prop_assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => proptest::prop_assert!(
+                    false,
+                    "stream {:?} tree {:?} on {doc}",
+                    a.map(|p| p.entries.len()).map_err(|e| e.to_string()),
+                    b.map(|p| p.entries.len()).map_err(|e| e.to_string())
+                ),
+            }
         }
     }
 
