@@ -118,9 +118,6 @@ impl<'de> Deserialize<'de> for Text<'de> {
 /// Objects with more keys than this find repeated keys through a hash index.
 const LINEAR_KEYS: usize = 16;
 
-/// Room made for an object's keys at its first key (msprobe writes up to 11 for a tensor).
-const OBJECT_KEYS: usize = 12;
-
 impl<'de> Deserialize<'de> for Node<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(NodeVisitor)
@@ -176,11 +173,6 @@ impl<'de> Visitor<'de> for NodeVisitor {
         // Built only for large objects: key -> position.
         let mut index: Option<HashMap<String, usize>> = None;
         while let Some(Text(k)) = m.next_key::<Text<'de>>()? {
-            if fields.is_empty() {
-                // A tensor's object holds ~10 keys: one allocation instead of three (4, 8, 16);
-                // an empty object (`input_kwargs: {}`) still allocates nothing.
-                fields.reserve(OBJECT_KEYS);
-            }
             let v: Node<'de> = m.next_value()?;
             let at = match &index {
                 Some(ix) => ix.get(&*k).copied(),
