@@ -427,7 +427,7 @@ mod stream {
     use super::super::json_tree::Text;
     use super::{
         DumpError, ErrorKind, Interner, Keyed, Node, Parsed, Path, Record, Resolver, Result, Role,
-        Value, Walk,
+        Value, Walk, MAX_DEPTH,
     };
     use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
     use std::collections::HashSet;
@@ -606,9 +606,9 @@ mod stream {
         }
     }
 
-    /// Nesting from which a record goes to the tree path, below the tree walk's limit (32) by
-    /// the two levels a tensor key's value may hold.
-    const DIRECT_DEPTH: usize = 30;
+    /// Nesting from which a record goes to the tree path, below the tree walk's limit by the
+    /// two levels a tensor key's value may hold.
+    const DIRECT_DEPTH: usize = MAX_DEPTH - 2;
 
     /// One `data` record, walked as it is parsed (what `walk_record` does to its tree).
     struct RecordSeed<'s, 'a> {
@@ -971,6 +971,9 @@ impl<'n> Keyed<'n> for Node<'n> {
     }
 }
 
+/// The deepest nesting of a record's values that the walk follows; deeper is an error.
+const MAX_DEPTH: usize = 32;
+
 struct Walk<'a> {
     json_path: &'a Path,
     data_dir: &'a Resolver,
@@ -1003,7 +1006,7 @@ impl<'a> Walk<'a> {
     }
 
     fn walk(&mut self, v: &Node, index: String, depth: usize) -> Result<()> {
-        if depth > 32 {
+        if depth > MAX_DEPTH {
             return Err(DumpError::new(
                 self.json_path,
                 ErrorKind::Json("nested too deeply".into()),
