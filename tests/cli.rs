@@ -282,6 +282,105 @@ fn outputs_are_never_written_into_an_input_dump() {
     assert!(!d.path().join("step0/new_folder").exists());
 }
 
+/// `--json` into a named pipe streams the report through it, and the pipe is still a pipe: a
+/// temporary file renamed over it would replace it. (Run as root, that is how `--json
+/// /dev/null` once turned a machine's /dev/null into a plain file.)
+#[test]
+fn json_into_a_named_pipe_streams_through_it_and_leaves_the_pipe() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("report.pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let (code, _, err) = run(&[
+        "compare",
+        s(&llama("cpu_fp32")),
+        s(&llama("cuda_fp16_fault_silu_l1")),
+        "--json",
+        s(&fifo),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // Checked before joining the reader, which would wait forever on a replaced pipe.
+    let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(kind.is_fifo(), "{kind:?}");
+    let v: serde_json::Value = serde_json::from_slice(&reader.join().unwrap()).unwrap();
+    assert_eq!(
+        v["analysis"]["first_divergence"]["tensor"],
+        "Functional.silu.1.forward.output.0"
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(names.len(), 1, "a temporary file was left: {names:?}");
+}
+
+/// `--json /proc/self/fd/1` (what `/dev/stdout` names) writes to the process's own standard
+/// output, here a pipe to this test.
+#[test]
+fn json_to_the_process_own_stdout_lands_there() {
+    let (code, out, err) = run(&[
+        "compare",
+        s(&llama("cpu_fp32")),
+        s(&llama("cuda_fp16_fault_silu_l1")),
+        "--json",
+        "/proc/self/fd/1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // The report, then the table (written when the report is done).
+    let mut values = serde_json::Deserializer::from_str(&out).into_iter::<serde_json::Value>();
+    let v = values.next().expect("the JSON report").unwrap();
+    assert_eq!(v["pairs"].as_array().unwrap().len(), 415);
+    let rest = &out[values.byte_offset()..];
+    assert!(
+        rest.contains("diverged (own_error): first at Functional.silu.1.forward"),
+        "{rest}"
+    );
+}
+
+/// A symbolic link stays a link: the report replaces the file it names, also when that file
+/// does not exist yet; a link into an input dump is refused like a path there.
+#[test]
+fn json_through_a_symbolic_link_replaces_its_target_and_keeps_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    let write = |out: &std::path::Path| {
+        run(&[
+            "compare",
+            s(&llama("cpu_fp32")),
+            s(&llama("cuda_fp16")),
+            "--json",
+            s(out),
+        ])
+    };
+    // Dangling at first (relative target), then pointing at the file the first run wrote.
+    let link = dir.path().join("latest.json");
+    std::os::unix::fs::symlink("reports/today.json", &link).unwrap();
+    for _ in 0..2 {
+        let (code, _, err) = write(&link);
+        assert_eq!(code, 0, "{err}");
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(reports.join("today.json")).unwrap()).unwrap();
+        assert_eq!(v["pairs"].as_array().unwrap().len(), 415);
+    }
+    let d = copy_run("cuda_fp16");
+    let into_dump = dir.path().join("into_dump.json");
+    std::os::unix::fs::symlink(d.path().join("step0/report.json"), &into_dump).unwrap();
+    let (code, _, err) = run(&[
+        "compare",
+        s(&llama("cpu_fp32")),
+        s(d.path()),
+        "--json",
+        s(&into_dump),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("refusing to write"), "{err}");
+    assert!(!d.path().join("step0/report.json").exists());
+}
+
 /// Writes an msprobe statistics dump of `n` module calls (one input, one output each); outputs
 /// from call `fault` on are scaled by `scale` (1 for a reference).
 fn stats_dump(dir: &std::path::Path, n: usize, fault: usize, scale: f64) {

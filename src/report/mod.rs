@@ -78,15 +78,58 @@ pub fn write_atomic_with(
 /// An output file written atomically: bytes go to a temporary file beside it, which
 /// [`AtomicFile::commit`] syncs and renames into place. Dropped without a commit, it leaves
 /// nothing behind. For outputs filled bit by bit while something else streams (a merge).
+///
+/// Two kinds of destination are written in place instead, because a rename would replace
+/// them rather than fill them: one that is not a regular file (`/dev/null`, a named pipe, a
+/// socket), and one reached through the process's own descriptors (`/dev/stdout`,
+/// `/dev/fd/N`, `/proc/self/fd/N`). A symbolic link to a regular file stays a link: the file
+/// it names is replaced.
 pub struct AtomicFile {
+    /// Where the bytes land: `path` with its symbolic links followed.
     path: PathBuf,
-    tmp: PathBuf,
+    /// The temporary file renamed onto `path`; `None` when written in place.
+    tmp: Option<PathBuf>,
     w: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+/// At most this many symbolic links are followed (Linux's own limit).
+const MAX_LINKS: usize = 40;
+
+/// Where writing `path` lands, and whether it must be written in place (see [`AtomicFile`]).
+fn destination(path: &Path) -> anyhow::Result<(PathBuf, bool)> {
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.is_dir() {
+            anyhow::bail!("cannot write {}: it is a folder", path.display());
+        }
+        if !meta.is_file() {
+            return Ok((path.to_path_buf(), true));
+        }
+    }
+    let mut p = path.to_path_buf();
+    for _ in 0..=MAX_LINKS {
+        let under_proc = p
+            .parent()
+            .and_then(|dir| std::fs::canonicalize(dir).ok())
+            .is_some_and(|dir| dir.starts_with("/proc"));
+        if under_proc {
+            return Ok((path.to_path_buf(), true));
+        }
+        match std::fs::read_link(&p) {
+            // A relative target is relative to the link's folder; `join` keeps an absolute one.
+            Ok(target) => p = p.parent().unwrap_or(Path::new("")).join(target),
+            Err(_) => return Ok((p, false)),
+        }
+    }
+    anyhow::bail!(
+        "cannot write {}: more than {MAX_LINKS} symbolic links",
+        path.display()
+    )
 }
 
 impl AtomicFile {
     /// Starts writing `path`, refusing a path inside one of the `inputs` (files or folders).
     pub fn create(path: &Path, inputs: &[PathBuf]) -> anyhow::Result<AtomicFile> {
+        let (path, in_place) = destination(path)?;
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -120,6 +163,19 @@ impl AtomicFile {
                 }
             }
         }
+        if in_place {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            return Ok(AtomicFile {
+                path,
+                tmp: None,
+                w: Some(std::io::BufWriter::new(f)),
+            });
+        }
         std::fs::create_dir_all(&parent)
             .map_err(|e| anyhow::anyhow!("cannot create folder {}: {e}", parent.display()))?;
         let name = path
@@ -133,22 +189,27 @@ impl AtomicFile {
         let f = std::fs::File::create(&tmp)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         Ok(AtomicFile {
-            path: path.to_path_buf(),
-            tmp,
+            path,
+            tmp: Some(tmp),
             w: Some(std::io::BufWriter::new(f)),
         })
     }
 
-    /// Syncs the bytes written and moves the file into place.
+    /// Syncs the bytes written and moves the file into place (flushes them, written in place).
     pub fn commit(mut self) -> anyhow::Result<()> {
         let w = self.w.take().expect("an AtomicFile is committed once");
         let done = (|| -> anyhow::Result<()> {
             let f = w.into_inner().map_err(|e| e.into_error())?;
-            f.sync_all()?;
-            Ok(std::fs::rename(&self.tmp, &self.path)?)
+            if let Some(tmp) = &self.tmp {
+                f.sync_all()?;
+                std::fs::rename(tmp, &self.path)?;
+            }
+            Ok(())
         })();
         done.map_err(|e| {
-            let _ = std::fs::remove_file(&self.tmp);
+            if let Some(tmp) = &self.tmp {
+                let _ = std::fs::remove_file(tmp);
+            }
             anyhow::anyhow!("cannot write {}: {e:#}", self.path.display())
         })
     }
@@ -171,8 +232,8 @@ impl Write for AtomicFile {
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        if self.w.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
+        if let (Some(_), Some(tmp)) = (self.w.take(), &self.tmp) {
+            let _ = std::fs::remove_file(tmp);
         }
     }
 }
