@@ -163,34 +163,32 @@ impl AtomicFile {
                 }
             }
         }
-        if in_place {
+        let (f, tmp) = if in_place {
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .open(&path)
                 .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-            return Ok(AtomicFile {
-                path,
-                tmp: None,
-                w: Some(std::io::BufWriter::new(f)),
-            });
-        }
-        std::fs::create_dir_all(&parent)
-            .map_err(|e| anyhow::anyhow!("cannot create folder {}: {e}", parent.display()))?;
-        let name = path
-            .file_name()
-            .ok_or_else(|| anyhow::anyhow!("{} is not a file path", path.display()))?;
-        let tmp = parent.join(format!(
-            ".{}.{}.tmp",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let f = std::fs::File::create(&tmp)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            (f, None)
+        } else {
+            std::fs::create_dir_all(&parent)
+                .map_err(|e| anyhow::anyhow!("cannot create folder {}: {e}", parent.display()))?;
+            let name = path
+                .file_name()
+                .ok_or_else(|| anyhow::anyhow!("{} is not a file path", path.display()))?;
+            let tmp = parent.join(format!(
+                ".{}.{}.tmp",
+                name.to_string_lossy(),
+                std::process::id()
+            ));
+            let f = std::fs::File::create(&tmp)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            (f, Some(tmp))
+        };
         Ok(AtomicFile {
             path,
-            tmp: Some(tmp),
+            tmp,
             w: Some(std::io::BufWriter::new(f)),
         })
     }
