@@ -17,6 +17,15 @@ fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `driftscope compare REFERENCE CANDIDATE --json OUT`, run as [`run`] does.
+fn compare_json(
+    reference: &std::path::Path,
+    candidate: &std::path::Path,
+    out: &str,
+) -> (i32, String, String) {
+    run(&["compare", s(reference), s(candidate), "--json", out])
+}
+
 #[test]
 fn compare_writes_json_and_csv_and_names_the_fault() {
     let dir = tempfile::tempdir().unwrap();
@@ -72,13 +81,8 @@ fn json_report_is_deterministic() {
     let mut texts = Vec::new();
     for i in 0..3 {
         let j = dir.path().join(format!("r{i}.json"));
-        let (code, _, _) = run(&[
-            "compare",
-            s(&llama("cpu_fp32")),
-            s(&llama("cuda_fp16_fault_silu_l1")),
-            "--json",
-            s(&j),
-        ]);
+        let (code, _, _) =
+            compare_json(&llama("cpu_fp32"), &llama("cuda_fp16_fault_silu_l1"), s(&j));
         assert_eq!(code, 0);
         let text = std::fs::read_to_string(&j).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -259,25 +263,13 @@ fn corrupt_dump_json_names_the_file() {
 fn outputs_are_never_written_into_an_input_dump() {
     let d = copy_run("cuda_fp16");
     let out = d.path().join("step0/report.json");
-    let (code, _, err) = run(&[
-        "compare",
-        s(&llama("cpu_fp32")),
-        s(d.path()),
-        "--json",
-        s(&out),
-    ]);
+    let (code, _, err) = compare_json(&llama("cpu_fp32"), d.path(), s(&out));
     assert_eq!(code, 2);
     assert!(err.contains("refusing to write"), "{err}");
     assert!(!out.exists());
     // Not even an empty folder is left behind.
     let nested = d.path().join("step0/new_folder/report.json");
-    let (code, _, _) = run(&[
-        "compare",
-        s(&llama("cpu_fp32")),
-        s(d.path()),
-        "--json",
-        s(&nested),
-    ]);
+    let (code, _, _) = compare_json(&llama("cpu_fp32"), d.path(), s(&nested));
     assert_eq!(code, 2);
     assert!(!d.path().join("step0/new_folder").exists());
 }
@@ -296,13 +288,11 @@ fn json_into_a_named_pipe_streams_through_it_and_leaves_the_pipe() {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read(fifo).unwrap())
     };
-    let (code, _, err) = run(&[
-        "compare",
-        s(&llama("cpu_fp32")),
-        s(&llama("cuda_fp16_fault_silu_l1")),
-        "--json",
+    let (code, _, err) = compare_json(
+        &llama("cpu_fp32"),
+        &llama("cuda_fp16_fault_silu_l1"),
         s(&fifo),
-    ]);
+    );
     assert_eq!(code, 0, "{err}");
     // Checked before joining the reader, which would wait forever on a replaced pipe.
     let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
@@ -320,13 +310,11 @@ fn json_into_a_named_pipe_streams_through_it_and_leaves_the_pipe() {
 /// output, here a pipe to this test.
 #[test]
 fn json_to_the_process_own_stdout_lands_there() {
-    let (code, out, err) = run(&[
-        "compare",
-        s(&llama("cpu_fp32")),
-        s(&llama("cuda_fp16_fault_silu_l1")),
-        "--json",
+    let (code, out, err) = compare_json(
+        &llama("cpu_fp32"),
+        &llama("cuda_fp16_fault_silu_l1"),
         "/proc/self/fd/1",
-    ]);
+    );
     assert_eq!(code, 0, "{err}");
     // The report, then the table (written when the report is done).
     let mut values = serde_json::Deserializer::from_str(&out).into_iter::<serde_json::Value>();
@@ -346,20 +334,11 @@ fn json_through_a_symbolic_link_replaces_its_target_and_keeps_the_link() {
     let dir = tempfile::tempdir().unwrap();
     let reports = dir.path().join("reports");
     std::fs::create_dir(&reports).unwrap();
-    let write = |out: &std::path::Path| {
-        run(&[
-            "compare",
-            s(&llama("cpu_fp32")),
-            s(&llama("cuda_fp16")),
-            "--json",
-            s(out),
-        ])
-    };
     // Dangling at first (relative target), then pointing at the file the first run wrote.
     let link = dir.path().join("latest.json");
     std::os::unix::fs::symlink("reports/today.json", &link).unwrap();
     for _ in 0..2 {
-        let (code, _, err) = write(&link);
+        let (code, _, err) = compare_json(&llama("cpu_fp32"), &llama("cuda_fp16"), s(&link));
         assert_eq!(code, 0, "{err}");
         assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
         let v: serde_json::Value =
@@ -369,13 +348,7 @@ fn json_through_a_symbolic_link_replaces_its_target_and_keeps_the_link() {
     let d = copy_run("cuda_fp16");
     let into_dump = dir.path().join("into_dump.json");
     std::os::unix::fs::symlink(d.path().join("step0/report.json"), &into_dump).unwrap();
-    let (code, _, err) = run(&[
-        "compare",
-        s(&llama("cpu_fp32")),
-        s(d.path()),
-        "--json",
-        s(&into_dump),
-    ]);
+    let (code, _, err) = compare_json(&llama("cpu_fp32"), d.path(), s(&into_dump));
     assert_eq!(code, 2);
     assert!(err.contains("refusing to write"), "{err}");
     assert!(!d.path().join("step0/report.json").exists());
